@@ -1,0 +1,56 @@
+/*
+ * Routes the log output of Sofia-SIP and spandsp into callvox's log.
+ *
+ * Sofia-SIP formats its messages in pieces (a line may arrive in several calls, each ending
+ * without a newline), so fragments are collected per thread until a newline ends the line.
+ * spandsp hands over whole messages with its own level numbers.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <sofia-sip/su_log.h>
+#include <spandsp.h>
+
+#include "cvx/log.h"
+
+static __thread char sofia_line[1024];
+static __thread size_t sofia_len;
+
+static void sofia_logger(void *stream, char const *fmt, va_list ap)
+{
+    (void)stream;
+    int n = vsnprintf(sofia_line + sofia_len, sizeof(sofia_line) - sofia_len, fmt, ap);
+    if (n < 0)
+        return;
+    sofia_len += (size_t)n;
+    if (sofia_len >= sizeof(sofia_line) - 1)
+        sofia_len = sizeof(sofia_line) - 1;
+    if (sofia_len > 0 && sofia_line[sofia_len - 1] != '\n' && sofia_len < sizeof(sofia_line) - 1)
+        return;
+    while (sofia_len > 0 && (sofia_line[sofia_len - 1] == '\n' || sofia_line[sofia_len - 1] == '\r'))
+        sofia_line[--sofia_len] = '\0';
+    if (sofia_len > 0)
+        cvx_log(CVX_LOG_DEBUG, "sofia-sip: %s", sofia_line);
+    sofia_len = 0;
+}
+
+static void spandsp_logger(int level, const char *text)
+{
+    cvx_log_level_t ours = level <= SPAN_LOG_ERROR     ? CVX_LOG_ERROR
+                           : level <= SPAN_LOG_WARNING ? CVX_LOG_WARN
+                           : level <= SPAN_LOG_FLOW    ? CVX_LOG_DEBUG
+                                                       : CVX_LOG_TRACE;
+    if (!cvx_log_enabled(ours))
+        return;
+    size_t len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    cvx_log_write(ours, NULL, "spandsp: %.*s", (int)len, text);
+}
+
+void cvx_log_bridge_libraries(void)
+{
+    /* Logs without a redirection of their own fall back to the default log's logger. */
+    su_log_redirect(NULL, sofia_logger, NULL);
+    span_set_message_handler(spandsp_logger);
+}
