@@ -341,12 +341,23 @@ int cvx_daemon_reload(cvx_diag_t *report)
         goto out;
     }
     unsigned applied = 0, restart = 0;
+    cvx_diag_t changes = {0};
+    if (cvx__drv_reload_all(conf, &applied, &restart, &changes) != 0) {
+        for (size_t i = 0; i < changes.n; i++)
+            cvx_diag_add(report, "error: %s", changes.msgs[i]);
+        cvx_diag_add(report, "the configuration has errors; nothing was changed");
+        cvx_diag_clear(&changes);
+        rc = CVX_EINVAL;
+        goto out;
+    }
     compare_section(&cvx_general_section, &D.general, &g, &applied, &restart, report);
     compare_section(&cvx_log_section, &D.log, &l, &applied, &restart, report);
     for (unsigned i = 0; i < D.nsections; i++)
         compare_section(D.sections[i].def, D.sections[i].conf, extra[i], &applied, &restart,
                         report);
-    cvx__drv_reload_all(conf, &applied, &restart, report);
+    for (size_t i = 0; i < changes.n; i++)
+        cvx_diag_add(report, "%s", changes.msgs[i]);
+    cvx_diag_clear(&changes);
 
     /* Apply: [log] level is reloadable; keep the rest of the old values in force. */
     if (D.log.level != l.level)

@@ -301,67 +301,85 @@ void cvx__drv_destroy_all(void)
     instances = NULL;
 }
 
-void cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
-                         cvx_diag_t *diag)
+int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
+                        cvx_diag_t *report)
 {
-    for (cvx_drv_inst_t *i = instances; i != NULL; i = i->next) {
-        const char *colon = strchr(i->name, ':');
-        cvx_conf_section_t *s = cvx_conf_find(conf, i->module->name, colon + 1);
-        if (s == NULL) {
-            cvx_notice("reload: [%s] was removed; it stays until a restart", i->name);
-            (*restart)++;
+    /* First bind every instance's new section, so that an error changes nothing. */
+    unsigned n = 0;
+    for (cvx_drv_inst_t *i = instances; i != NULL; i = i->next)
+        n++;
+    void **nconf = calloc(n ? n : 1, sizeof(*nconf));
+    if (nconf == NULL)
+        return CVX_ENOMEM;
+    int rc = 0;
+    unsigned k = 0;
+    for (cvx_drv_inst_t *i = instances; i != NULL; i = i->next, k++) {
+        cvx_conf_section_t *s = cvx_conf_find(conf, i->module->name, strchr(i->name, ':') + 1);
+        if (s == NULL)
             continue;
-        }
-        void *nconf = calloc(1, i->def.conf_size ? i->def.conf_size : 1);
-        if (nconf == NULL)
-            return;
-        if (cvx_conf_bind(&i->def, s, nconf, diag) != 0) {
-            cvx_conf_release(i->def.options, nconf);
-            free(nconf);
+        nconf[k] = calloc(1, i->def.conf_size ? i->def.conf_size : 1);
+        if (nconf[k] == NULL || cvx_conf_bind(&i->def, s, nconf[k], report) != 0)
+            rc = CVX_EINVAL;
+    }
+    /* Then compare and apply. */
+    k = 0;
+    for (cvx_drv_inst_t *i = instances; rc == 0 && i != NULL; i = i->next, k++) {
+        if (nconf[k] == NULL) {
+            cvx_diag_add(report, "[%s] was removed: needs a restart", i->name);
+            (*restart)++;
             continue;
         }
         int changed_reloadable = 0;
         for (const cvx_option_t *o = i->def.options; o->name != NULL; o++) {
-            if (cvx_opt_equal(o, i->conf, nconf))
+            if (cvx_opt_equal(o, i->conf, nconf[k]))
                 continue;
+            char v[256];
+            cvx_opt_format(o, nconf[k], v, sizeof(v));
             if (o->flags & CVX_OPT_RELOADABLE) {
-                changed_reloadable = 1;
-                continue;
-            }
-            cvx_notice("reload: [%s] %s changed; it needs a restart", i->name, o->name);
-            (*restart)++;
-        }
-        int (*op)(void *, const void *) = CVX_OP(i->ops, reload);
-        if (changed_reloadable && op != NULL && op(i->priv, nconf) == 0) {
-            /* The driver took the new values: keep the new struct as the current one. */
-            (*applied)++;
-            cvx_conf_release(i->def.options, i->conf);
-            free(i->conf);
-            i->conf = nconf;
-        } else {
-            if (changed_reloadable) {
-                cvx_notice("reload: [%s] cannot apply changes without a restart", i->name);
+                changed_reloadable++;
+                cvx_diag_add(report, "[%s] %s = %s: applied", i->name, o->name, v);
+            } else {
+                cvx_diag_add(report, "[%s] %s = %s: needs a restart", i->name, o->name, v);
                 (*restart)++;
             }
-            cvx_conf_release(i->def.options, nconf);
-            free(nconf);
+        }
+        int (*op)(void *, const void *) = CVX_OP(i->ops, reload);
+        if (changed_reloadable && op != NULL && op(i->priv, nconf[k]) == 0) {
+            /* The driver took the new values; they become the ones shown. */
+            *applied += (unsigned)changed_reloadable;
+            void *old = i->conf;
+            i->conf = nconf[k];
+            nconf[k] = old;
+        } else if (changed_reloadable) {
+            cvx_diag_add(report, "[%s] the driver cannot apply changes: they need a restart",
+                         i->name);
+            *restart += (unsigned)changed_reloadable;
         }
     }
-    /* New instances need a restart too. */
+    k = 0;
+    for (cvx_drv_inst_t *i = instances; i != NULL; i = i->next, k++) {
+        if (nconf[k] != NULL) {
+            cvx_conf_release(i->def.options, nconf[k]);
+            free(nconf[k]);
+        }
+    }
+    free(nconf);
+    if (rc != 0)
+        return rc;
+
+    /* Sections of a running driver's kind that name no instance are new instances. */
     for (cvx_conf_section_t *s = conf->sections; s != NULL; s = s->next) {
         if (s->name == NULL)
             continue;
-        for (cvx_drv_inst_t *i = instances; i != NULL; i = i->next) {
-            if (strcmp(s->kind, i->module->name) != 0)
-                continue;
-            char name[128];
-            snprintf(name, sizeof(name), "%s:%s", s->kind, s->name);
-            if (cvx_drv_inst_find(name) == NULL) {
-                cvx_notice("reload: new instance [%s] needs a restart", name);
-                (*restart)++;
-            }
-            break;
+        int driver_kind = 0;
+        for (cvx_drv_inst_t *i = instances; i != NULL && !driver_kind; i = i->next)
+            driver_kind = strcmp(s->kind, i->module->name) == 0;
+        char name[128];
+        snprintf(name, sizeof(name), "%s:%s", s->kind, s->name);
+        if (driver_kind && cvx_drv_inst_find(name) == NULL) {
+            cvx_diag_add(report, "[%s] is new: needs a restart", name);
+            (*restart)++;
         }
-        s->claimed = 1;
     }
+    return 0;
 }

@@ -63,9 +63,11 @@ int cvx__drv_start_all(cvx_diag_t *diag);
 /* Stops every instance (calls in progress are hung up by the drivers). */
 void cvx__drv_stop_all(void);
 void cvx__drv_destroy_all(void);
-/* Re-reads the reloadable options of every instance from conf; counts what needs a restart. */
-void cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
-                         cvx_diag_t *diag);
+/* Re-reads the options of every instance from conf and applies the reloadable ones; one
+ * report line per change.  When a section has errors nothing changes and CVX_EINVAL is
+ * returned (the errors are in report). */
+int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
+                        cvx_diag_t *report);
 
 /* Sets the prefix of call ids ("<server name>"). */
 void cvx__chan_set_id_prefix(const char *prefix);
