@@ -13,7 +13,7 @@
 #include "cvx/config.h"
 #include "cvx/error.h"
 
-#define FIELD(conf, opt, type) ((type *)((char *)(conf) + (opt)->offset))
+#define FIELD(conf, opt, type)  ((type *)((char *)(conf) + (opt)->offset))
 #define CFIELD(conf, opt, type) ((const type *)((const char *)(conf) + (opt)->offset))
 
 void cvx_diag_add(cvx_diag_t *d, const char *fmt, ...)
@@ -148,8 +148,8 @@ static cvx_conf_section_t *open_section(cvx_conf_t *conf, const char *kind, cons
     return s;
 }
 
-static int add_entry(cvx_conf_section_t *sec, const char *key, const char *value,
-                     const char *file, int line, int file_index)
+static int add_entry(cvx_conf_section_t *sec, const char *key, const char *value, const char *file,
+                     int line, int file_index)
 {
     cvx_conf_entry_t *e = calloc(1, sizeof(*e));
     if (e == NULL)
@@ -203,14 +203,15 @@ static cvx_conf_section_t *parse_header(cvx_conf_t *conf, char *p, const char *f
         inner = trim(inner);
     }
     if (!valid_word(inner, 0)) {
-        cvx_diag_add(diag,
-                     "%s:%d: bad section kind '%s' (lower-case letters, digits, '_' and '-')",
+        cvx_diag_add(diag, "%s:%d: bad section kind '%s' (lower-case letters, digits, '_' and '-')",
                      file, line, inner);
         return NULL;
     }
     if (name != NULL && !valid_word(name, 1)) {
-        cvx_diag_add(diag, "%s:%d: bad section name '%s' in [%s:...] (letters, digits, '_', '-', "
-                     "'.', '+')", file, line, name, inner);
+        cvx_diag_add(diag,
+                     "%s:%d: bad section name '%s' in [%s:...] (letters, digits, '_', '-', "
+                     "'.', '+')",
+                     file, line, name, inner);
         return NULL;
     }
     cvx_conf_section_t *s = open_section(conf, inner, name, file, line);
@@ -249,8 +250,8 @@ int cvx_conf_parse(cvx_conf_t *conf, const char *name, const char *text, cvx_dia
         }
         char *eq = strchr(s, '=');
         if (eq == NULL) {
-            cvx_diag_add(diag, "%s:%d: expected 'key = value' or '[section]', got '%s'", file,
-                         line, s);
+            cvx_diag_add(diag, "%s:%d: expected 'key = value' or '[section]', got '%s'", file, line,
+                         s);
             continue;
         }
         *eq = '\0';
@@ -464,8 +465,7 @@ static int set_option(const cvx_option_t *opt, void *conf, const char *value, co
     case CVX_OPT_BOOL: {
         int b;
         if (parse_bool(value, &b) != 0) {
-            cvx_diag_add(diag, "%s %s: '%s' is not a boolean (yes or no)", where, opt->name,
-                         value);
+            cvx_diag_add(diag, "%s %s: '%s' is not a boolean (yes or no)", where, opt->name, value);
             return CVX_EINVAL;
         }
         *FIELD(conf, opt, int) = b;
@@ -583,8 +583,8 @@ int cvx_conf_bind(const cvx_section_def_t *def, cvx_conf_section_t *sec, void *o
                 continue;
             first_in_file = 0;
             if (o->type != CVX_OPT_LIST) {
-                cvx_diag_add(diag, "%s %s: set twice in one file (first at line %d)", where,
-                             e->key, p->line);
+                cvx_diag_add(diag, "%s %s: set twice in one file (first at line %d)", where, e->key,
+                             p->line);
                 dup = 1;
                 break;
             }
@@ -606,8 +606,8 @@ int cvx_conf_bind(const cvx_section_def_t *def, cvx_conf_section_t *sec, void *o
         for (cvx_conf_entry_t *e = sec->entries; e != NULL && !found; e = e->next)
             found = strcmp(e->key, o->name) == 0;
         if (!found) {
-            cvx_diag_add(diag, "%s:%d: [%s] missing required key '%s'", sec->file, sec->line,
-                         label, o->name);
+            cvx_diag_add(diag, "%s:%d: [%s] missing required key '%s'", sec->file, sec->line, label,
+                         o->name);
             rc = CVX_EINVAL;
         }
     }

@@ -40,10 +40,10 @@ static const cvx_option_t general_options[] = {
      "Unprivileged user the daemon runs as after binding its ports as root; empty: stay."},
     {"module_dir", CVX_OPT_STRING, offsetof(cvx_general_conf_t, module_dir), "", 0, 0, NULL, 0,
      "Directory of driver and plugin modules; empty: ../lib/callvox/modules beside callvoxd."},
-    {"run_dir", CVX_OPT_STRING, offsetof(cvx_general_conf_t, run_dir), "/run/callvox", 0, 0,
-     NULL, 0, "Directory for the control socket and the pid file."},
-    {"data_dir", CVX_OPT_STRING, offsetof(cvx_general_conf_t, data_dir), "/var/lib/callvox", 0,
-     0, NULL, 0, "Directory of the message store and the spool."},
+    {"run_dir", CVX_OPT_STRING, offsetof(cvx_general_conf_t, run_dir), "/run/callvox", 0, 0, NULL,
+     0, "Directory for the control socket and the pid file."},
+    {"data_dir", CVX_OPT_STRING, offsetof(cvx_general_conf_t, data_dir), "/var/lib/callvox", 0, 0,
+     NULL, 0, "Directory of the message store and the spool."},
     {"pid_file", CVX_OPT_STRING, offsetof(cvx_general_conf_t, pid_file), "", 0, 0, NULL, 0,
      "Write the daemon's process id here; empty: no pid file."},
     {"drain_timeout", CVX_OPT_DURATION, offsetof(cvx_general_conf_t, drain_timeout_ms), "5s", 0,
@@ -174,8 +174,13 @@ void cvx_daemon_foreach_module(int (*fn)(const cvx_module_info_t *m, void *arg),
     static const char *const states[] = {"loaded", "declined", "refused", "skipped"};
     static const char *const kinds[] = {"", "driver", "app", "service"};
     for (cvx__module_t *m = D.modules; m != NULL; m = m->next) {
-        cvx_module_info_t info = {m->name, m->path ? m->path : "", states[m->state],
-                                  m->state == CVX__MOD_LOADED ? "" : m->reason, "", "", ""};
+        cvx_module_info_t info = {m->name,
+                                  m->path ? m->path : "",
+                                  states[m->state],
+                                  m->state == CVX__MOD_LOADED ? "" : m->reason,
+                                  "",
+                                  "",
+                                  ""};
         if (m->desc != NULL) {
             info.version = m->desc->version ? m->desc->version : "";
             info.description = m->desc->description ? m->desc->description : "";
@@ -196,8 +201,8 @@ static void release_core_conf(cvx_general_conf_t *g, cvx_log_conf_t *l)
 }
 
 /* Binds the core's own sections of conf into g, l and the registered core sections. */
-static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l,
-                     void **extra, cvx_diag_t *diag)
+static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l, void **extra,
+                     cvx_diag_t *diag)
 {
     int rc = 0;
     if (cvx_conf_bind(&cvx_general_section, cvx_conf_find(conf, "general", NULL), g, diag))
@@ -369,9 +374,8 @@ int cvx_daemon_reload(cvx_diag_t *report)
             if (!(o->flags & CVX_OPT_RELOADABLE) || o->type == CVX_OPT_STRING ||
                 o->type == CVX_OPT_LIST)
                 continue;
-            size_t sz = o->type == CVX_OPT_INT || o->type == CVX_OPT_DURATION
-                            ? sizeof(long long)
-                            : sizeof(int);
+            size_t sz = o->type == CVX_OPT_INT || o->type == CVX_OPT_DURATION ? sizeof(long long)
+                                                                              : sizeof(int);
             memcpy((char *)D.sections[i].conf + o->offset, (char *)extra[i] + o->offset, sz);
         }
     }
@@ -484,11 +488,13 @@ static void usage(FILE *f)
 /* Parses the command line; returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, int *check_only)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"role", required_argument, NULL, 'r'},
-        {"foreground", no_argument, NULL, 'f'},     {"check-config", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'V'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"role", required_argument, NULL, 'r'},
+                                             {"foreground", no_argument, NULL, 'f'},
+                                             {"check-config", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int c;
     D.config_path = CVX_DEFAULT_CONFIG;
     while ((c = getopt_long(argc, argv, "c:r:ftVh", longopts, NULL)) != -1) {
@@ -547,7 +553,7 @@ static int configure(cvx_diag_t *diag)
         extra[i] = D.sections[i].conf;
     bind_core(D.conf, &D.general, &D.log, extra, diag);
     if (!D.role_forced)
-        D.role = D.general.role == 0 ? CVX_ROLE_CALL
+        D.role = D.general.role == 0   ? CVX_ROLE_CALL
                  : D.general.role == 1 ? CVX_ROLE_SYSTEM
                                        : CVX_ROLE_ALL;
     cvx_log_set_level((cvx_log_level_t)D.log.level);
@@ -656,8 +662,7 @@ static int start_privileged(struct passwd *pw, int switch_user)
         }
         rc = D.hooks[i]->start(&D.loop);
         if (rc != 0)
-            fprintf(stderr, "callvoxd: cannot start %s: %s\n", D.hooks[i]->name,
-                    cvx_strerror(rc));
+            fprintf(stderr, "callvoxd: cannot start %s: %s\n", D.hooks[i]->name, cvx_strerror(rc));
         else
             D.hooks_started = i + 1;
     }

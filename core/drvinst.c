@@ -147,7 +147,8 @@ void cvx_drv_event(cvx_drv_inst_t *inst, cvx_chan_t *chan, const cvx_event_t *ev
     switch (ev->type) {
     case CVX_EV_INCOMING: {
         cvx_log_ctx_t ctx = cvx_chan_log_ctx(chan, "routing a new call");
-        cvx_log_ctx(CVX_LOG_INFO, &ctx, "incoming call from '%s' to '%s' (redirected from '%s', %s)",
+        cvx_log_ctx(CVX_LOG_INFO, &ctx,
+                    "incoming call from '%s' to '%s' (redirected from '%s', %s)",
                     chan->info.calling, chan->info.called, chan->info.original_called,
                     cvx_redirect_name(chan->info.redirect));
         if (cvx_app_route(chan, NULL) != 0) {
@@ -246,8 +247,8 @@ int cvx__drv_create_all(cvx__module_t *mods, cvx_conf_t *conf, uv_loop_t *loop, 
             }
             int r = ops->create(i, i->conf, &i->priv);
             if (r != 0) {
-                cvx_diag_add(diag, "%s:%d: [%s] cannot create the instance: %s", s->file,
-                             s->line, i->name, cvx_strerror(r));
+                cvx_diag_add(diag, "%s:%d: [%s] cannot create the instance: %s", s->file, s->line,
+                             i->name, cvx_strerror(r));
                 inst_free(i);
                 rc = CVX_EINVAL;
                 continue;
@@ -301,8 +302,7 @@ void cvx__drv_destroy_all(void)
     instances = NULL;
 }
 
-int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
-                        cvx_diag_t *report)
+int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart, cvx_diag_t *report)
 {
     /* First bind every instance's new section, so that an error changes nothing. */
     unsigned n = 0;

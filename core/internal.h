@@ -66,8 +66,7 @@ void cvx__drv_destroy_all(void);
 /* Re-reads the options of every instance from conf and applies the reloadable ones; one
  * report line per change.  When a section has errors nothing changes and CVX_EINVAL is
  * returned (the errors are in report). */
-int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart,
-                        cvx_diag_t *report);
+int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart, cvx_diag_t *report);
 
 /* Sets the prefix of call ids ("<server name>"). */
 void cvx__chan_set_id_prefix(const char *prefix);

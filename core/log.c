@@ -173,10 +173,9 @@ void cvx_log_vwrite(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char 
     n = snprintf(buf, sizeof(buf), "%s: ", level_names[level]);
     off = (size_t)n;
     if (ctx != NULL && (ctx->call_id != NULL || ctx->instance != NULL)) {
-        n = snprintf(buf + off, sizeof(buf) - off, "[%s%s%s%s%s] ",
-                     ctx->call_id ? "call=" : "", ctx->call_id ? ctx->call_id : "",
-                     ctx->call_id && ctx->instance ? " " : "", ctx->instance ? "inst=" : "",
-                     ctx->instance ? ctx->instance : "");
+        n = snprintf(buf + off, sizeof(buf) - off, "[%s%s%s%s%s] ", ctx->call_id ? "call=" : "",
+                     ctx->call_id ? ctx->call_id : "", ctx->call_id && ctx->instance ? " " : "",
+                     ctx->instance ? "inst=" : "", ctx->instance ? ctx->instance : "");
         off += (size_t)n < sizeof(buf) - off ? (size_t)n : sizeof(buf) - off - 1;
     }
     n = vsnprintf(buf + off, sizeof(buf) - off, fmt, ap);

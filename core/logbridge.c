@@ -27,7 +27,8 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
         sofia_len = sizeof(sofia_line) - 1;
     if (sofia_len > 0 && sofia_line[sofia_len - 1] != '\n' && sofia_len < sizeof(sofia_line) - 1)
         return;
-    while (sofia_len > 0 && (sofia_line[sofia_len - 1] == '\n' || sofia_line[sofia_len - 1] == '\r'))
+    while (sofia_len > 0 &&
+           (sofia_line[sofia_len - 1] == '\n' || sofia_line[sofia_len - 1] == '\r'))
         sofia_line[--sofia_len] = '\0';
     if (sofia_len > 0)
         cvx_log(CVX_LOG_DEBUG, "sofia-sip: %s", sofia_line);

@@ -69,8 +69,7 @@ static int check_tables(cvx__module_t *m)
         if (d->driver->size < CVX_DRIVER_OPS_MIN_SIZE)
             return refuse(m, "driver operations table too small (%u bytes, at least %zu)",
                           d->driver->size, (size_t)CVX_DRIVER_OPS_MIN_SIZE);
-        if (d->driver->options == NULL || d->driver->create == NULL ||
-            d->driver->destroy == NULL)
+        if (d->driver->options == NULL || d->driver->create == NULL || d->driver->destroy == NULL)
             return refuse(m, "driver lacks its option table, create() or destroy()");
     } else if (d->kind == CVX_MODULE_APP) {
         if (d->app == NULL || d->app->size < sizeof(uint32_t) + sizeof(void *))
@@ -220,13 +219,14 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
     switch (m->state) {
     case CVX__MOD_LOADED:
         cvx_info("module %s: loaded %s %s (%s)", path, m->desc->name,
-                 m->desc->version ? m->desc->version : "", m->desc->description ? m->desc->description : "");
+                 m->desc->version ? m->desc->version : "",
+                 m->desc->description ? m->desc->description : "");
         return 0;
     case CVX__MOD_DECLINED:
         claim_sections(conf, m->name);
         if (m->required) {
-            cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path,
-                         m->reason, m->name);
+            cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path, m->reason,
+                         m->name);
             return CVX_EINVAL;
         }
         cvx_notice("module %s %s", path, m->reason);
@@ -235,8 +235,8 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
     default:
         claim_sections(conf, m->name);
         if (m->required) {
-            cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path,
-                         m->reason, m->name);
+            cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path, m->reason,
+                         m->name);
             return CVX_EINVAL;
         }
         cvx_error("module %s %s; going on without it", path, m->reason);
@@ -297,8 +297,8 @@ int cvx__modules_load_dir(const char *dir, cvx_conf_t *conf, cvx_role_t role, uv
                          s->file, s->line, s->name, dir, s->name);
             rc = CVX_EINVAL;
         } else if (mc.load) {
-            cvx_warn("%s:%d: [module:%s]: %s/%s.so does not exist", s->file, s->line, s->name,
-                     dir, s->name);
+            cvx_warn("%s:%d: [module:%s]: %s/%s.so does not exist", s->file, s->line, s->name, dir,
+                     s->name);
         }
     }
     return rc;

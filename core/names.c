@@ -17,9 +17,9 @@ const char *cvx_codec_name(cvx_codec_t codec)
 
 const char *cvx_redirect_name(cvx_redirect_t r)
 {
-    static const char *const names[] = {"none",        "unknown",   "busy",        "no-answer",
+    static const char *const names[] = {"none",          "unknown",    "busy",        "no-answer",
                                         "unconditional", "deflection", "unavailable", "dnd",
-                                        "time-of-day", "away"};
+                                        "time-of-day",   "away"};
     if ((unsigned)r < sizeof(names) / sizeof(names[0]))
         return names[r];
     return "?";

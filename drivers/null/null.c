@@ -36,8 +36,8 @@ static const char *const mwi_results[] = {"ok", "fail", "silent", NULL};
 static const cvx_option_t null_options[] = {
     {"channels", CVX_OPT_INT, offsetof(null_conf_t, channels), "8", 1, 100000, NULL, 0,
      "How many calls (legs) the instance carries at once; more are refused as busy."},
-    {"answer_delay", CVX_OPT_DURATION, offsetof(null_conf_t, answer_delay_ms), "0", 0, 60000,
-     NULL, CVX_OPT_RELOADABLE, "Delay before an answer is reported to the calling leg."},
+    {"answer_delay", CVX_OPT_DURATION, offsetof(null_conf_t, answer_delay_ms), "0", 0, 60000, NULL,
+     CVX_OPT_RELOADABLE, "Delay before an answer is reported to the calling leg."},
     {"mwi_result", CVX_OPT_ENUM, offsetof(null_conf_t, mwi_result), "ok", 0, 0, mwi_results,
      CVX_OPT_RELOADABLE,
      "How MWI requests end: ok, fail (reported as an error) or silent (never answered)."},

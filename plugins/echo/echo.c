@@ -83,8 +83,8 @@ static int echo_load(cvx_module_env_t *env)
 {
     cvx_diag_t diag = {0};
     memset(&echo_conf, 0, sizeof(echo_conf));
-    int rc = cvx_conf_bind(&echo_section, cvx_conf_find(env->conf, "echo", NULL), &echo_conf,
-                           &diag);
+    int rc =
+        cvx_conf_bind(&echo_section, cvx_conf_find(env->conf, "echo", NULL), &echo_conf, &diag);
     for (size_t i = 0; i < diag.n; i++)
         cvx_error("%s", diag.msgs[i]);
     cvx_diag_clear(&diag);

@@ -90,14 +90,14 @@ typedef enum cvx_dtmf_source {
 } cvx_dtmf_source_t;
 
 typedef enum cvx_event_type {
-    CVX_EV_INCOMING = 1,   /* chan: a new inbound call; info is in the channel */
-    CVX_EV_ANSWERED,       /* chan: the far end answered our outbound call */
-    CVX_EV_HANGUP,         /* chan: the call ended; u.hangup */
-    CVX_EV_DTMF,           /* chan: u.dtmf */
-    CVX_EV_FRAME,          /* chan: u.frame */
-    CVX_EV_TRANSFER,       /* chan: u.transfer */
-    CVX_EV_LINE_STATE,     /* no chan: u.line */
-    CVX_EV_MWI_RESULT,     /* no chan: u.mwi */
+    CVX_EV_INCOMING = 1, /* chan: a new inbound call; info is in the channel */
+    CVX_EV_ANSWERED,     /* chan: the far end answered our outbound call */
+    CVX_EV_HANGUP,       /* chan: the call ended; u.hangup */
+    CVX_EV_DTMF,         /* chan: u.dtmf */
+    CVX_EV_FRAME,        /* chan: u.frame */
+    CVX_EV_TRANSFER,     /* chan: u.transfer */
+    CVX_EV_LINE_STATE,   /* no chan: u.line */
+    CVX_EV_MWI_RESULT,   /* no chan: u.mwi */
 } cvx_event_type_t;
 
 typedef struct cvx_event {

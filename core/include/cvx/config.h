@@ -53,14 +53,17 @@ typedef struct cvx_option {
 } cvx_option_t;
 
 /* A table ends with an entry whose name is NULL. */
-#define CVX_OPTIONS_END {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL}
+#define CVX_OPTIONS_END                                                                            \
+    {                                                                                              \
+        NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL                                                      \
+    }
 
 /* A kind of section and the table that reads it. */
 typedef struct cvx_section_def {
-    const char *kind;              /* "general", "module", "sip" */
-    int repeated;                  /* 1: "[kind:name]" sections; 0: one "[kind]" */
+    const char *kind; /* "general", "module", "sip" */
+    int repeated;     /* 1: "[kind:name]" sections; 0: one "[kind]" */
     const cvx_option_t *options;
-    size_t conf_size;              /* size of the struct the options fill */
+    size_t conf_size; /* size of the struct the options fill */
     const char *help;
 } cvx_section_def_t;
 

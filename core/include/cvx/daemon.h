@@ -79,10 +79,10 @@ void cvx_daemon_foreach_section(int (*fn)(const cvx_core_section_t *s, void *arg
 /* Hooks that subsystems of the core (the control socket) attach to the daemon's life. */
 typedef struct cvx_daemon_hooks {
     const char *name;
-    unsigned roles;                       /* cvx_role_t bits in which the subsystem runs */
-    int (*start)(uv_loop_t *loop);        /* as root, before privileges are dropped */
-    void (*stop)(void);                   /* at shutdown, before drivers are destroyed */
-    void (*reloaded)(void);               /* after a successful reload */
+    unsigned roles;                /* cvx_role_t bits in which the subsystem runs */
+    int (*start)(uv_loop_t *loop); /* as root, before privileges are dropped */
+    void (*stop)(void);            /* at shutdown, before drivers are destroyed */
+    void (*reloaded)(void);        /* after a successful reload */
 } cvx_daemon_hooks_t;
 int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks);
 

@@ -14,7 +14,7 @@
     X(NOTFOUND, -20003, "not found")                                                               \
     X(UNAVAIL, -20004, "service unavailable")                                                      \
     X(FULL, -20005, "storage full")                                                                \
-    X(EXIST, -20006, "already exists")                                                            \
+    X(EXIST, -20006, "already exists")                                                             \
     X(IO, -20007, "input/output error")                                                            \
     X(PARSE, -20008, "syntax error")                                                               \
     X(RANGE, -20009, "value out of range")                                                         \

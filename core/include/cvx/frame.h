@@ -15,11 +15,11 @@ typedef enum cvx_codec {
 } cvx_codec_t;
 
 typedef struct cvx_frame {
-    uint32_t rate;     /* samples per second: 8000 today */
+    uint32_t rate; /* samples per second: 8000 today */
     cvx_codec_t codec;
-    uint32_t samples;  /* samples in this frame (160 for 20 ms at 8 kHz) */
-    uint32_t len;      /* bytes at data */
-    uint64_t ts;       /* media timestamp in samples, from the sender's clock */
+    uint32_t samples;    /* samples in this frame (160 for 20 ms at 8 kHz) */
+    uint32_t len;        /* bytes at data */
+    uint64_t ts;         /* media timestamp in samples, from the sender's clock */
     const uint8_t *data; /* valid only during the call that passes the frame */
 } cvx_frame_t;
 

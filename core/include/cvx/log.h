@@ -65,8 +65,7 @@ extern volatile int cvx__log_level;
 /* Formats and queues one line.  Use the macros, which check the level first. */
 void cvx_log_write(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void cvx_log_vwrite(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char *fmt,
-                    va_list ap);
+void cvx_log_vwrite(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char *fmt, va_list ap);
 
 void cvx_log_set_level(cvx_log_level_t level);
 cvx_log_level_t cvx_log_get_level(void);

@@ -50,8 +50,8 @@ typedef struct cvx_mclock {
     int fd;
     uint64_t period_ns;
     unsigned nslots;
-    uint64_t base_ns;      /* deadline of slot 0 of the current period */
-    unsigned next_slot;    /* the next slot to serve */
+    uint64_t base_ns;   /* deadline of slot 0 of the current period */
+    unsigned next_slot; /* the next slot to serve */
     unsigned count[CVX_MCLOCK_MAX_SLOTS];
     cvx_mclock_sub_t *slots[CVX_MCLOCK_MAX_SLOTS];
     cvx_mclock_sub_t *iter_next; /* the iteration cursor, kept valid by remove() */

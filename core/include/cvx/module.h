@@ -24,8 +24,8 @@
 #define CVX_MODULE_ENTRY     "cvx_module_entry"
 
 /* Word size, byte order and ABI major: a module built differently is refused. */
-#define CVX_STR2(x)            #x
-#define CVX_STR(x)             CVX_STR2(x)
+#define CVX_STR2(x) #x
+#define CVX_STR(x)  CVX_STR2(x)
 #define CVX_MODULE_SIGNATURE                                                                       \
     "cvx" CVX_STR(CVX_MODULE_ABI_MAJOR) "-ptr" CVX_STR(__SIZEOF_POINTER__) "-" CVX_STR(            \
         __BYTE_ORDER__)
@@ -55,7 +55,7 @@ typedef struct cvx_module {
     const char *version;
     const char *description;
     cvx_module_kind_t kind;
-    unsigned roles;        /* cvx_role_t bits of the processes that load it */
+    unsigned roles; /* cvx_role_t bits of the processes that load it */
     /* Called once after the checks; 0, CVX_EDECLINED (see cvx_module_decline) or an error. */
     int (*load)(cvx_module_env_t *env);
     /* Called once before the module is unloaded (not after a declined or failed load). */
@@ -86,8 +86,8 @@ void cvx_module_decline(cvx_module_env_t *env, const char *fmt, ...)
 
 /* An operation of a size-guarded table, or NULL when the table predates it. */
 #define CVX_OP(table, field)                                                                       \
-    ((table) != NULL && offsetof(__typeof__(*(table)), field) + sizeof((table)->field) <=          \
-                            (table)->size                                                          \
+    ((table) != NULL &&                                                                            \
+             offsetof(__typeof__(*(table)), field) + sizeof((table)->field) <= (table)->size       \
          ? (table)->field                                                                          \
          : NULL)
 

@@ -34,7 +34,7 @@ typedef struct cvx_watchdog {
     uint64_t iterations;
     uint64_t stalls;
     uint64_t busy_max_ns;
-    uint64_t hist[8];       /* busy time: <1, <2, <5, <10, <20, <50, <100, >=100 ms */
+    uint64_t hist[8]; /* busy time: <1, <2, <5, <10, <20, <50, <100, >=100 ms */
     cvx_stall_t worst[CVX_WATCHDOG_WORST]; /* sorted, longest first */
     uint64_t last_report_ms;
     uint64_t suppressed;

@@ -27,10 +27,10 @@
 typedef struct cvx_rtp cvx_rtp_t;
 
 typedef struct cvx_rtp_params {
-    const char *bind_addr;      /* local address ("127.0.0.1", "::1", "0.0.0.0") */
+    const char *bind_addr;       /* local address ("127.0.0.1", "::1", "0.0.0.0") */
     uint16_t port_min, port_max; /* even RTP ports in [min, max]; RTCP on port + 1 */
-    long long media_timeout_ms; /* 0: never hang up for missing media */
-    unsigned ptime_ms;          /* packet time, 20 */
+    long long media_timeout_ms;  /* 0: never hang up for missing media */
+    unsigned ptime_ms;           /* packet time, 20 */
 } cvx_rtp_params_t;
 
 /* What offer/answer settled on. */
