@@ -721,7 +721,7 @@ int cvx_daemon_main(int argc, char **argv)
         cvx_loop_close_all(&D.loop);
         return 1;
     }
-    if (!D.foreground && daemonize() != 0) {
+    if (!D.foreground && (daemonize() != 0 || uv_loop_fork(&D.loop) != 0)) {
         fprintf(stderr, "callvoxd: cannot detach into the background\n");
         return 1;
     }
