@@ -72,4 +72,11 @@ void cvx_rtp_get_stats(const cvx_rtp_t *rtp, cvx_rtp_stats_t *out);
 /* Stops and frees the session (sockets are closed asynchronously). */
 void cvx_rtp_destroy(cvx_rtp_t *rtp);
 
+/* --- appended after the first version ------------------------------------------------- */
+
+/* The session created for chan, or NULL ("show calls"). */
+cvx_rtp_t *cvx_rtp_of_chan(const cvx_chan_t *chan);
+/* Sessions alive in this process. */
+unsigned cvx_rtp_count(void);
+
 #endif
