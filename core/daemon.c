@@ -17,6 +17,7 @@
 #include "cvx/daemon.h"
 #include "cvx/error.h"
 #include "cvx/log.h"
+#include "ctl/ctl.h"
 #include "internal.h"
 
 #ifndef CVX_VERSION
@@ -190,6 +191,19 @@ void cvx_daemon_foreach_module(int (*fn)(const cvx_module_info_t *m, void *arg),
         if (fn(&info, arg))
             return;
     }
+}
+
+/* For "show config" (core/ctl): loaded modules' descriptors and the [log] options. */
+void cvx__daemon_foreach_desc(int (*fn)(const cvx_module_t *desc, void *arg), void *arg)
+{
+    for (cvx__module_t *m = D.modules; m != NULL; m = m->next)
+        if (m->state == CVX__MOD_LOADED && m->desc != NULL && fn(m->desc, arg))
+            return;
+}
+
+const cvx_log_conf_t *cvx__daemon_log_conf(void)
+{
+    return &D.log;
 }
 
 /* --- configuration ------------------------------------------------------------------------ */

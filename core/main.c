@@ -1,7 +1,15 @@
 /* callvoxd: the voicemail and unified-messaging daemon. */
+#include <stdio.h>
+
 #include "cvx/daemon.h"
+#include "ctl/ctl.h"
 
 int main(int argc, char **argv)
 {
+    /* The control socket: its [control] section, its start/stop hooks, the core's commands. */
+    if (cvx__ctl_setup() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the control socket\n");
+        return 1;
+    }
     return cvx_daemon_main(argc, argv);
 }

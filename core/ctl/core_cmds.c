@@ -1,0 +1,727 @@
+/*
+ * The core's own shell commands: help, status, show plugins/drivers/calls/config, log level,
+ * reload, shutdown; and the object kinds the core completes (call, driver, plugin, section,
+ * option, level).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cvx/chan.h"
+#include "cvx/cmd.h"
+#include "cvx/daemon.h"
+#include "cvx/driver.h"
+#include "cvx/error.h"
+#include "cvx/log.h"
+#include "ctl.h"
+#include "internal.h"
+
+static const char *const level_names[] = {"error", "warning", "notice", "info",
+                                          "debug", "trace",   NULL};
+static const char *const graceful_word[] = {"graceful", NULL};
+
+/* --- status ------------------------------------------------------------------------------ */
+
+static void fmt_uptime(char *buf, size_t size, uint64_t s)
+{
+    snprintf(buf, size, "%llud %02llu:%02llu:%02llu", (unsigned long long)(s / 86400),
+             (unsigned long long)(s / 3600 % 24), (unsigned long long)(s / 60 % 60),
+             (unsigned long long)(s % 60));
+}
+
+static int cmd_status(cvx_cmd_req_t *req)
+{
+    static const char *const hist_names[8] = {"<1ms",  "<2ms",  "<5ms",   "<10ms",
+                                              "<20ms", "<50ms", "<100ms", ">=100ms"};
+    uint64_t up_s = (uv_now(cvx_daemon_loop()) - cvx_daemon_started_ms()) / 1000;
+    char up[64];
+    fmt_uptime(up, sizeof(up), up_s);
+    const cvx_watchdog_t *wd = cvx_daemon_watchdog();
+    cvx_log_stats_t ls;
+    cvx_log_get_stats(&ls);
+    cvx__ctl_stats_t cs;
+    cvx__ctl_get_stats(&cs);
+    unsigned calls = cvx_chan_count();
+
+    cvx_cmd_printf(req, "callvoxd %s, server %s, role %s, pid %ld\n", cvx_daemon_version(),
+                   cvx_daemon_name(), cvx_daemon_role_name(cvx_daemon_role()), (long)getpid());
+    cvx_cmd_printf(req, "uptime:   %s\n", up);
+    cvx_cmd_printf(req, "calls:    %u in progress\n", calls);
+    cvx_cmd_printf(req,
+                   "loop:     %llu iterations, %llu over %.1f ms (stalls), longest busy %.2f ms\n",
+                   (unsigned long long)wd->iterations, (unsigned long long)wd->stalls,
+                   (double)wd->threshold_ns / 1e6, (double)wd->busy_max_ns / 1e6);
+    cvx_cmd_printf(req, "busy:    ");
+    for (int i = 0; i < 8; i++)
+        cvx_cmd_printf(req, " %s %llu", hist_names[i], (unsigned long long)wd->hist[i]);
+    cvx_cmd_printf(req, "\n");
+    for (int i = 0; i < CVX_WATCHDOG_WORST && wd->worst[i].busy_ns > 0; i++)
+        cvx_cmd_printf(req, "stall:    %.2f ms at uptime %.1f s, mostly %s (%.2f ms)\n",
+                       (double)wd->worst[i].busy_ns / 1e6,
+                       (double)(wd->worst[i].when_ms - cvx_daemon_started_ms()) / 1000.0,
+                       wd->worst[i].what ? wd->worst[i].what : "unmarked work",
+                       (double)wd->worst[i].section_ns / 1e6);
+    cvx_cmd_printf(req, "log:      level %s, %llu lines written, %llu dropped\n",
+                   cvx_log_level_name(cvx_log_get_level()), (unsigned long long)ls.written,
+                   (unsigned long long)ls.dropped);
+    cvx_cmd_printf(
+        req, "control:  %u client%s (%u attached), %llu commands, %llu refused, %llu cut off\n",
+        cs.clients, cs.clients == 1 ? "" : "s", cs.attached, (unsigned long long)cs.commands,
+        (unsigned long long)cs.refused, (unsigned long long)cs.cut_off);
+
+    cvx_cmd_json_str(req, "version", cvx_daemon_version());
+    cvx_cmd_json_str(req, "name", cvx_daemon_name());
+    cvx_cmd_json_str(req, "role", cvx_daemon_role_name(cvx_daemon_role()));
+    cvx_cmd_json_int(req, "pid", (long long)getpid());
+    cvx_cmd_json_uint(req, "uptime_s", up_s);
+    cvx_cmd_json_uint(req, "calls", calls);
+    cvx_cmd_json_object(req, "loop");
+    cvx_cmd_json_uint(req, "iterations", wd->iterations);
+    cvx_cmd_json_uint(req, "stalls", wd->stalls);
+    cvx_cmd_json_double(req, "stall_threshold_ms", (double)wd->threshold_ns / 1e6);
+    cvx_cmd_json_double(req, "busy_max_ms", (double)wd->busy_max_ns / 1e6);
+    cvx_cmd_json_object(req, "busy_histogram");
+    for (int i = 0; i < 8; i++)
+        cvx_cmd_json_uint(req, hist_names[i], wd->hist[i]);
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_array(req, "worst");
+    for (int i = 0; i < CVX_WATCHDOG_WORST && wd->worst[i].busy_ns > 0; i++) {
+        cvx_cmd_json_object(req, NULL);
+        cvx_cmd_json_double(req, "busy_ms", (double)wd->worst[i].busy_ns / 1e6);
+        cvx_cmd_json_str(req, "what", wd->worst[i].what ? wd->worst[i].what : "unmarked work");
+        cvx_cmd_json_double(req, "section_ms", (double)wd->worst[i].section_ns / 1e6);
+        cvx_cmd_json_uint(req, "at_uptime_ms", wd->worst[i].when_ms - cvx_daemon_started_ms());
+        cvx_cmd_json_end(req);
+    }
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_object(req, "log");
+    cvx_cmd_json_str(req, "level", cvx_log_level_name(cvx_log_get_level()));
+    cvx_cmd_json_uint(req, "written", ls.written);
+    cvx_cmd_json_uint(req, "dropped", ls.dropped);
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_object(req, "control");
+    cvx_cmd_json_uint(req, "clients", cs.clients);
+    cvx_cmd_json_uint(req, "attached", cs.attached);
+    cvx_cmd_json_uint(req, "commands", cs.commands);
+    cvx_cmd_json_uint(req, "refused", cs.refused);
+    cvx_cmd_json_uint(req, "cut_off", cs.cut_off);
+    cvx_cmd_json_end(req);
+    return 0;
+}
+
+/* --- show plugins, drivers, calls ----------------------------------------------------- */
+
+static int plugin_row(const cvx_module_info_t *m, void *arg)
+{
+    const char *cells[] = {m->name, m->kind[0] ? m->kind : "-", m->state,
+                           m->version[0] ? m->version : "-",
+                           m->reason[0] ? m->reason : m->description};
+    cvx_cmd_table_row(arg, cells);
+    return 0;
+}
+
+static int cmd_show_plugins(cvx_cmd_req_t *req)
+{
+    static const char *const cols[] = {"name", "kind", "state", "version", "about", NULL};
+    cvx_cmd_table_begin(req, "plugins", cols);
+    cvx_daemon_foreach_module(plugin_row, req);
+    cvx_cmd_table_end(req);
+    return 0;
+}
+
+static int driver_row(cvx_drv_inst_t *inst, void *arg)
+{
+    cvx_drv_inst_info_t info;
+    cvx_drv_inst_get_info(inst, &info);
+    char line[160], calls[32], total[32];
+    snprintf(line, sizeof(line), "%s%s%s", info.line_up ? "up" : "down",
+             info.line_reason && info.line_reason[0] ? ": " : "",
+             info.line_reason ? info.line_reason : "");
+    snprintf(calls, sizeof(calls), "%u", info.calls);
+    snprintf(total, sizeof(total), "%llu", (unsigned long long)info.calls_total);
+    const char *cells[] = {info.name, info.driver, line, calls, total};
+    cvx_cmd_table_row(arg, cells);
+    return 0;
+}
+
+static int cmd_show_drivers(cvx_cmd_req_t *req)
+{
+    static const char *const cols[] = {"instance", "driver", "line", "calls#", "total#", NULL};
+    cvx_cmd_table_begin(req, "drivers", cols);
+    cvx_drv_inst_foreach(driver_row, req);
+    cvx_cmd_table_end(req);
+    return 0;
+}
+
+static const char *const state_names[] = {"ringing", "dialing", "up", "ended"};
+
+static int call_row(cvx_chan_t *chan, void *arg)
+{
+    cvx_cmd_req_t *req = arg;
+    const cvx_call_info_t *ci = cvx_chan_info(chan);
+    char age[32];
+    snprintf(age, sizeof(age), "%.1f",
+             (double)(uv_now(cvx_daemon_loop()) - cvx_chan_start_ms(chan)) / 1000.0);
+    unsigned st = (unsigned)cvx_chan_state(chan);
+    const char *cells[] = {cvx_chan_id(chan),
+                           cvx_drv_inst_name(cvx_chan_inst(chan)),
+                           cvx_chan_dir(chan) == CVX_DIR_IN ? "in" : "out",
+                           st < 4 ? state_names[st] : "?",
+                           ci->calling,
+                           ci->called,
+                           ci->original_called,
+                           cvx_redirect_name(ci->redirect),
+                           age};
+    cvx_cmd_table_row(req, cells);
+    return 0;
+}
+
+static int cmd_show_calls(cvx_cmd_req_t *req)
+{
+    static const char *const cols[] = {"id",     "instance",        "dir",    "state",  "calling",
+                                       "called", "redirected_from", "reason", "age_s#", NULL};
+    cvx_cmd_table_begin(req, "calls", cols);
+    cvx_chan_foreach(call_row, req);
+    cvx_cmd_table_end(req);
+    unsigned n = cvx_chan_count();
+    cvx_cmd_printf(req, "%u call%s in progress\n", n, n == 1 ? "" : "s");
+    return 0;
+}
+
+/* --- show config ------------------------------------------------------------------------ */
+
+typedef struct view {
+    char label[128];
+    const cvx_section_def_t *def;
+    const void *conf;
+    void *owned; /* a struct bound for display, released afterwards */
+} view_t;
+
+typedef struct views {
+    view_t v[256];
+    int n;
+} views_t;
+
+static view_t *add_view(views_t *vs, const char *label, const cvx_section_def_t *def,
+                        const void *conf)
+{
+    if (vs->n == 256)
+        return NULL;
+    view_t *v = &vs->v[vs->n++];
+    snprintf(v->label, sizeof(v->label), "%s", label);
+    v->def = def;
+    v->conf = conf;
+    v->owned = NULL;
+    return v;
+}
+
+/* Binds sec (or the defaults, sec NULL) into a fresh struct for display. */
+static void add_bound(views_t *vs, const char *label, const cvx_section_def_t *def,
+                      cvx_conf_section_t *sec)
+{
+    void *c = calloc(1, def->conf_size ? def->conf_size : 1);
+    if (c == NULL)
+        return;
+    cvx_diag_t diag = {0};
+    int claimed = sec ? sec->claimed : 0;
+    cvx_conf_bind(def, sec, c, &diag);
+    if (sec != NULL)
+        sec->claimed = claimed;
+    cvx_diag_clear(&diag);
+    view_t *v = add_view(vs, label, def, c);
+    if (v == NULL) {
+        cvx_conf_release(def->options, c);
+        free(c);
+        return;
+    }
+    v->owned = c;
+}
+
+static int add_core_section(const cvx_core_section_t *s, void *arg)
+{
+    add_view(arg, s->def->kind, s->def, s->conf);
+    return 0;
+}
+
+static void add_sections_of(views_t *vs, const cvx_section_def_t *def, int need_name)
+{
+    cvx_conf_t *conf = cvx_daemon_conf();
+    int found = 0;
+    for (cvx_conf_section_t *s = conf ? conf->sections : NULL; s != NULL; s = s->next) {
+        if (strcmp(s->kind, def->kind) != 0 || (need_name && s->name == NULL))
+            continue;
+        /* A section may be split over several files: show it once. */
+        int dup = 0;
+        for (cvx_conf_section_t *p = conf->sections; p != s; p = p->next)
+            if (strcmp(p->kind, s->kind) == 0 &&
+                ((p->name == NULL && s->name == NULL) ||
+                 (p->name && s->name && strcmp(p->name, s->name) == 0)))
+                dup = 1;
+        if (dup)
+            continue;
+        char label[128];
+        cvx_conf_section_label(s, label, sizeof(label));
+        add_bound(vs, label, def, s);
+        found = 1;
+    }
+    if (!found && !def->repeated)
+        add_bound(vs, def->kind, def, NULL);
+}
+
+typedef struct desc_ctx {
+    views_t *vs;
+    cvx_section_def_t *drv_defs; /* the instance sections of driver modules */
+    int ndrv;
+} desc_ctx_t;
+
+static int add_module_sections(const cvx_module_t *d, void *arg)
+{
+    desc_ctx_t *x = arg;
+    if (d->sections != NULL)
+        for (int i = 0; d->sections[i] != NULL; i++)
+            add_sections_of(x->vs, d->sections[i], 0);
+    if (d->kind == CVX_MODULE_DRIVER && d->driver != NULL && d->driver->options != NULL &&
+        x->ndrv < 64) {
+        cvx_section_def_t *def = &x->drv_defs[x->ndrv++];
+        def->kind = d->name;
+        def->repeated = 1;
+        def->options = d->driver->options;
+        def->conf_size = d->driver->conf_size;
+        def->help = d->description;
+        add_sections_of(x->vs, def, 1);
+    }
+    return 0;
+}
+
+static void collect_views(views_t *vs, cvx_section_def_t *drv_defs, cvx_log_conf_t *log_now)
+{
+    vs->n = 0;
+    add_view(vs, "general", &cvx_general_section, cvx_daemon_general());
+    *log_now = *(const cvx_log_conf_t *)cvx__daemon_log_conf();
+    log_now->level = (int)cvx_log_get_level(); /* "log level" changes it at run time */
+    add_view(vs, "log", &cvx_log_section, log_now);
+    cvx_daemon_foreach_section(add_core_section, vs);
+    add_sections_of(vs, &cvx__module_section, 1);
+    desc_ctx_t x = {vs, drv_defs, 0};
+    cvx__daemon_foreach_desc(add_module_sections, &x);
+}
+
+static void free_views(views_t *vs)
+{
+    for (int i = 0; i < vs->n; i++) {
+        if (vs->v[i].owned != NULL) {
+            cvx_conf_release(vs->v[i].def->options, vs->v[i].owned);
+            free(vs->v[i].owned);
+        }
+    }
+    vs->n = 0;
+}
+
+static void fmt_ms(char *buf, size_t size, long long ms)
+{
+    if (ms % 1000 != 0 || ms == 0)
+        snprintf(buf, size, "%lldms", ms);
+    else
+        snprintf(buf, size, "%llds", ms / 1000);
+}
+
+static void option_type(const cvx_option_t *o, char *buf, size_t size)
+{
+    char a[32], b[32];
+    switch (o->type) {
+    case CVX_OPT_BOOL:
+        snprintf(buf, size, "boolean");
+        break;
+    case CVX_OPT_INT:
+        snprintf(buf, size, "integer %lld..%lld", o->min, o->max);
+        break;
+    case CVX_OPT_DURATION:
+        fmt_ms(a, sizeof(a), o->min);
+        fmt_ms(b, sizeof(b), o->max);
+        snprintf(buf, size, "duration %s..%s", a, b);
+        break;
+    case CVX_OPT_STRING:
+        snprintf(buf, size, "string");
+        break;
+    case CVX_OPT_ENUM: {
+        size_t off = (size_t)snprintf(buf, size, "one of:");
+        for (int i = 0; o->choices && o->choices[i] && off < size; i++)
+            off += (size_t)snprintf(buf + off, size - off, " %s", o->choices[i]);
+        break;
+    }
+    case CVX_OPT_LIST:
+        snprintf(buf, size, "list (the key may repeat)");
+        break;
+    }
+}
+
+/* One option: text "  key = value  (default d)" or in detail; JSON object. */
+static void show_option(cvx_cmd_req_t *req, const view_t *v, const void *defaults,
+                        const cvx_option_t *o, int detail, int width)
+{
+    char val[512], type[256], defv[512];
+    cvx_opt_format(o, v->conf, val, sizeof(val));
+    if (defaults != NULL && o->def != NULL)
+        cvx_opt_format(o, defaults, defv, sizeof(defv));
+    else
+        snprintf(defv, sizeof(defv), "%s", o->def ? o->def : "");
+    option_type(o, type, sizeof(type));
+    int reload = (o->flags & CVX_OPT_RELOADABLE) != 0;
+    if (detail) {
+        cvx_cmd_printf(req, "[%s] %s = %s\n", v->label, o->name, val);
+        cvx_cmd_printf(req, "  default:    %s\n",
+                       o->def ? (o->def[0] ? o->def : "(empty)") : "(none)");
+        cvx_cmd_printf(req, "  type:       %s\n", type);
+        cvx_cmd_printf(req, "  reloadable: %s\n", reload ? "yes" : "no (needs a restart)");
+        cvx_cmd_printf(req, "  %s\n", o->help ? o->help : "");
+    } else {
+        cvx_cmd_printf(req, "  %-*s = %s", width, o->name, val);
+        if (o->def != NULL && (defaults == NULL || !cvx_opt_equal(o, v->conf, defaults)))
+            cvx_cmd_printf(req, "  (default %s)", defv[0] ? defv : "empty");
+        cvx_cmd_printf(req, "\n");
+    }
+    cvx_cmd_json_object(req, NULL);
+    cvx_cmd_json_str(req, "key", o->name);
+    cvx_cmd_json_str(req, "value", val);
+    cvx_cmd_json_str(req, "default", o->def ? defv : NULL);
+    cvx_cmd_json_str(req, "type", type);
+    cvx_cmd_json_bool(req, "reloadable", reload);
+    cvx_cmd_json_str(req, "help", o->help);
+    cvx_cmd_json_end(req);
+}
+
+/* The defaults of a section, bound into a fresh struct (NULL when out of memory). */
+static void *defaults_of(const cvx_section_def_t *def)
+{
+    void *d = calloc(1, def->conf_size ? def->conf_size : 1);
+    cvx_diag_t diag = {0};
+    if (d != NULL)
+        cvx_conf_defaults(def, d, &diag);
+    cvx_diag_clear(&diag);
+    return d;
+}
+
+static void free_defaults(const cvx_section_def_t *def, void *d)
+{
+    if (d != NULL)
+        cvx_conf_release(def->options, d);
+    free(d);
+}
+
+static void show_section(cvx_cmd_req_t *req, const view_t *v, int with_help)
+{
+    void *defaults = defaults_of(v->def);
+    int width = 0;
+    for (const cvx_option_t *o = v->def->options; o && o->name; o++)
+        if ((int)strlen(o->name) > width)
+            width = (int)strlen(o->name);
+    cvx_cmd_printf(req, "[%s]\n", v->label);
+    if (with_help && v->def->help)
+        cvx_cmd_printf(req, "; %s\n", v->def->help);
+    cvx_cmd_json_object(req, NULL);
+    cvx_cmd_json_str(req, "section", v->label);
+    cvx_cmd_json_str(req, "help", v->def->help);
+    cvx_cmd_json_array(req, "options");
+    for (const cvx_option_t *o = v->def->options; o && o->name; o++) {
+        show_option(req, v, defaults, o, 0, width);
+        if (with_help && o->help)
+            cvx_cmd_printf(req, "      %s\n", o->help);
+    }
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_end(req);
+    free_defaults(v->def, defaults);
+}
+
+static int cmd_show_config(cvx_cmd_req_t *req)
+{
+    views_t *vs = calloc(1, sizeof(*vs));
+    cvx_section_def_t drv_defs[64];
+    cvx_log_conf_t log_now;
+    if (vs == NULL)
+        return CVX_ENOMEM;
+    collect_views(vs, drv_defs, &log_now);
+    const char *what = cvx_cmd_arg(req, 0);
+    int rc = 0;
+    cvx_cmd_json_array(req, "sections");
+    if (what == NULL) {
+        for (int i = 0; i < vs->n; i++) {
+            if (i > 0)
+                cvx_cmd_printf(req, "\n");
+            show_section(req, &vs->v[i], 0);
+        }
+        goto out;
+    }
+    /* A section by label, all sections of a kind ("null"), or section.key. */
+    int shown = 0;
+    for (int i = 0; i < vs->n; i++) {
+        const view_t *v = &vs->v[i];
+        size_t kl = strlen(v->def->kind);
+        if (strcmp(v->label, what) == 0 ||
+            (strcmp(v->def->kind, what) == 0 && v->label[kl] == ':')) {
+            if (shown++)
+                cvx_cmd_printf(req, "\n");
+            show_section(req, v, 1);
+        }
+    }
+    if (shown)
+        goto out;
+    const char *dot = strrchr(what, '.');
+    if (dot != NULL) {
+        char label[128];
+        snprintf(label, sizeof(label), "%.*s", (int)(dot - what), what);
+        for (int i = 0; i < vs->n; i++) {
+            const view_t *v = &vs->v[i];
+            if (strcmp(v->label, label) != 0)
+                continue;
+            for (const cvx_option_t *o = v->def->options; o && o->name; o++) {
+                if (strcmp(o->name, dot + 1) == 0) {
+                    cvx_cmd_json_object(req, NULL);
+                    cvx_cmd_json_str(req, "section", v->label);
+                    cvx_cmd_json_array(req, "options");
+                    void *defaults = defaults_of(v->def);
+                    show_option(req, v, defaults, o, 1, 0);
+                    free_defaults(v->def, defaults);
+                    cvx_cmd_json_end(req);
+                    cvx_cmd_json_end(req);
+                    goto out;
+                }
+            }
+            char list[1024];
+            size_t off = 0;
+            list[0] = '\0';
+            for (const cvx_option_t *o = v->def->options; o && o->name && off < sizeof(list); o++)
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                                        o == v->def->options ? " " : ", ", o->name);
+            cvx_cmd_error(req, "show config: [%s] has no option '%s'; it has:%s", label, dot + 1,
+                          list);
+            rc = CVX_ENOTFOUND;
+            goto out;
+        }
+    }
+    {
+        char *sections = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&sections, &len);
+        if (f != NULL) {
+            for (int i = 0; i < vs->n; i++)
+                fprintf(f, "%s%s", i ? ", " : "", vs->v[i].label);
+            fclose(f);
+        }
+        cvx_cmd_error(req, "show config: no section [%s]%s; sections: %s", what,
+                      dot ? " and no section.key by that name" : "", sections ? sections : "");
+        free(sections);
+        rc = CVX_ENOTFOUND;
+    }
+out:
+    cvx_cmd_json_end(req);
+    free_views(vs);
+    free(vs);
+    return rc;
+}
+
+/* --- changing things -------------------------------------------------------------------- */
+
+static int cmd_log_level(cvx_cmd_req_t *req)
+{
+    int l = cvx_log_level_from_name(cvx_cmd_arg(req, 0));
+    cvx_log_level_t old = cvx_log_get_level();
+    cvx_log_set_level((cvx_log_level_t)l);
+    cvx_notice("log level changed from %s to %s by user %s", cvx_log_level_name(old),
+               cvx_log_level_name((cvx_log_level_t)l), cvx_cmd_user(req));
+    cvx_cmd_printf(req,
+                   "log level: %s (was %s) until the next restart; set [log] level to keep it\n",
+                   cvx_log_level_name((cvx_log_level_t)l), cvx_log_level_name(old));
+    cvx_cmd_json_str(req, "level", cvx_log_level_name((cvx_log_level_t)l));
+    cvx_cmd_json_str(req, "was", cvx_log_level_name(old));
+    return 0;
+}
+
+static int cmd_reload(cvx_cmd_req_t *req)
+{
+    cvx_diag_t report = {0};
+    cvx_notice("reload requested by user %s", cvx_cmd_user(req));
+    int rc = cvx_daemon_reload(&report);
+    size_t shown = rc != 0 && report.n > 0 ? report.n - 1 : report.n;
+    cvx_cmd_json_array(req, "lines");
+    for (size_t i = 0; i < report.n; i++) {
+        cvx_log(rc ? CVX_LOG_ERROR : CVX_LOG_NOTICE, "%s", report.msgs[i]);
+        if (i < shown)
+            cvx_cmd_printf(req, "%s\n", report.msgs[i]);
+        cvx_cmd_json_str(req, NULL, report.msgs[i]);
+    }
+    cvx_cmd_json_end(req);
+    if (rc != 0)
+        cvx_cmd_error(req, "%s",
+                      report.n > 0 ? report.msgs[report.n - 1] : "the configuration has errors");
+    cvx_diag_clear(&report);
+    return rc;
+}
+
+static int cmd_shutdown(cvx_cmd_req_t *req)
+{
+    int graceful = cvx_cmd_arg(req, 0) != NULL;
+    unsigned calls = cvx_chan_count();
+    cvx_notice("shutdown%s requested by user %s", graceful ? " (graceful)" : "", cvx_cmd_user(req));
+    if (graceful)
+        cvx_cmd_printf(req, "shutting down gracefully: waiting for %u call%s to end\n", calls,
+                       calls == 1 ? "" : "s");
+    else
+        cvx_cmd_printf(req, "shutting down: hanging up %u call%s\n", calls, calls == 1 ? "" : "s");
+    cvx_cmd_json_bool(req, "graceful", graceful);
+    cvx_cmd_json_uint(req, "calls", calls);
+    cvx_daemon_shutdown(graceful);
+    return 0;
+}
+
+/* --- the table ------------------------------------------------------------------------- */
+
+static const cvx_cmd_t core_cmds[] = {
+    {"help",
+     {{"command", CVX_CMD_ARG_OPTIONAL | CVX_CMD_ARG_REST, NULL, "command",
+       "a command, or the first words of several"}},
+     CVX_CMD_READONLY,
+     "List the commands, or explain one",
+     "Without an argument, lists every command you can see with a one-line summary; commands "
+     "marked * change the system and need admin access. With a command (or its first words, "
+     "such as 'show'), prints its usage, its full description and its arguments.",
+     cvx__cmd_help,
+     NULL},
+    {"status",
+     {{0}},
+     CVX_CMD_READONLY,
+     "Show the server's role, version, uptime, calls and loop health",
+     "Prints the version, server name, role and pid; uptime; calls in progress; the loop "
+     "watchdog's figures (iterations, stalls over the threshold, the longest busy iteration, a "
+     "histogram of busy times and the worst stalls with what caused them); the log's level and "
+     "counters; and the control socket's clients.",
+     cmd_status,
+     NULL},
+    {"show plugins",
+     {{0}},
+     CVX_CMD_READONLY,
+     "List driver and plugin modules and whether they loaded",
+     "One line per module file found in the module directory: name, kind (driver, app, "
+     "service), state (loaded, declined, refused, skipped), version, and its description or "
+     "the reason it is not loaded.",
+     cmd_show_plugins,
+     NULL},
+    {"show drivers",
+     {{0}},
+     CVX_CMD_READONLY,
+     "List driver instances, their line state and calls",
+     "One line per driver instance ([driver:name] section): the instance, its driver, whether "
+     "its line is up (and why not), calls now and calls since start.",
+     cmd_show_drivers,
+     NULL},
+    {"show calls",
+     {{0}},
+     CVX_CMD_READONLY,
+     "List calls in progress",
+     "One line per call: its id, driver instance, direction, state, calling and called "
+     "numbers, the number it was redirected from and why, and its age in seconds.",
+     cmd_show_calls,
+     NULL},
+    {"show config",
+     {{"section", CVX_CMD_ARG_OPTIONAL, NULL, "option",
+       "a section (log, null:demo), every section of a kind (null), or section.key "
+       "(log.level)"}},
+     CVX_CMD_READONLY,
+     "Show configuration values, defaults and help",
+     "Without an argument, prints every section with each option's value and, where it "
+     "differs, its default. With a section, adds the help text of the section and each option. "
+     "With section.key, prints that option's value, default, type, whether a reload applies "
+     "it, and its help. The core's sections show the values in force; module and driver "
+     "sections show the configuration last loaded.",
+     cmd_show_config,
+     NULL},
+    {"log level",
+     {{"level", 0, level_names, "level", "the lowest level written"}},
+     0,
+     "Change the log level now",
+     "Sets the lowest level the daemon writes, at once and until the next restart (a reload "
+     "sets it again only when [log] level changed in the file).",
+     cmd_log_level,
+     NULL},
+    {"reload",
+     {{0}},
+     0,
+     "Re-read the configuration and apply what can change at run time",
+     "Like SIGHUP: re-reads the configuration, applies the options marked reloadable and says "
+     "which changes need a restart. A configuration with errors changes nothing, and the "
+     "errors are listed.",
+     cmd_reload,
+     NULL},
+    {"shutdown",
+     {{"graceful", CVX_CMD_ARG_OPTIONAL, graceful_word, NULL,
+       "wait for calls in progress to end (up to [general] drain_timeout)"}},
+     0,
+     "Stop the daemon",
+     "Stops the daemon: calls in progress are hung up at once, or with 'graceful' allowed to "
+     "end by themselves for up to [general] drain_timeout. The daemon exits 0.",
+     cmd_shutdown,
+     NULL},
+    CVX_CMDS_END,
+};
+
+int cvx__core_cmds_register(void)
+{
+    return cvx_cmd_register(core_cmds);
+}
+
+/* --- completion of the core's kinds ------------------------------------------------------ */
+
+static int comp_call(cvx_chan_t *chan, void *arg)
+{
+    cvx_cmd_comp_add(arg, cvx_chan_id(chan));
+    return 0;
+}
+
+static int comp_driver(cvx_drv_inst_t *inst, void *arg)
+{
+    cvx_cmd_comp_add(arg, cvx_drv_inst_name(inst));
+    return 0;
+}
+
+static int comp_plugin(const cvx_module_info_t *m, void *arg)
+{
+    cvx_cmd_comp_add(arg, m->name);
+    return 0;
+}
+
+void cvx__core_complete(cvx_cmd_comp_t *c, const char *kind, const char *prefix)
+{
+    (void)prefix;
+    if (strcmp(kind, "call") == 0) {
+        cvx_chan_foreach(comp_call, c);
+    } else if (strcmp(kind, "driver") == 0) {
+        cvx_drv_inst_foreach(comp_driver, c);
+    } else if (strcmp(kind, "plugin") == 0) {
+        cvx_daemon_foreach_module(comp_plugin, c);
+    } else if (strcmp(kind, "level") == 0) {
+        for (int i = 0; level_names[i] != NULL; i++)
+            cvx_cmd_comp_add(c, level_names[i]);
+    } else if (strcmp(kind, "section") == 0 || strcmp(kind, "option") == 0) {
+        views_t *vs = calloc(1, sizeof(*vs));
+        cvx_section_def_t drv_defs[64];
+        cvx_log_conf_t log_now;
+        if (vs == NULL)
+            return;
+        collect_views(vs, drv_defs, &log_now);
+        for (int i = 0; i < vs->n; i++) {
+            cvx_cmd_comp_add(c, vs->v[i].label);
+            if (vs->v[i].def->repeated)
+                cvx_cmd_comp_add(c, vs->v[i].def->kind);
+            if (strcmp(kind, "option") != 0)
+                continue;
+            for (const cvx_option_t *o = vs->v[i].def->options; o && o->name; o++) {
+                char full[256];
+                snprintf(full, sizeof(full), "%s.%s", vs->v[i].label, o->name);
+                cvx_cmd_comp_add(c, full);
+            }
+        }
+        free_views(vs);
+        free(vs);
+    }
+}

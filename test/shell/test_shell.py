@@ -1,0 +1,682 @@
+"""The control socket and the callvox shell, driven for real: callvoxd from the build tree,
+the callvox binary one-shot (-x), through a pseudo-terminal (line editing, completion,
+history, attach mode), with --json, as real users and groups the test creates, and raw
+clients that send garbage, flood, stall or never read."""
+import grp
+import json
+import os
+import pty
+import pwd
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+from cvxtest import BUILD, Daemon, main, wait_for
+
+CALLVOX = os.path.join(BUILD, "bin", "callvox")
+NULL_LINES = "[null:lines]\nchannels = 4\n"
+
+
+def sock_path(d):
+    return os.path.join(d.run_dir, "callvox.ctl")
+
+
+def shell(d, *args, user=None, stdin=None, timeout=30, env=None):
+    """Runs callvox against d's socket; returns (status, stdout, stderr)."""
+    cmd = [CALLVOX, "-s", sock_path(d)] + list(args)
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--"] + cmd
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, env=e)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def x(d, command, *args, **kw):
+    return shell(d, "-x", command, *args, **kw)
+
+
+class Raw:
+    """A hand-made client speaking the wire format (see core/ctl/proto.h)."""
+
+    def __init__(self, d):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(sock_path(d))
+        self.buf = b""
+        self.hello = self.frame(b"H")
+
+    def send(self, type_, payload=b""):
+        body = type_ + payload
+        self.s.sendall(struct.pack(">I", len(body)) + body)
+
+    def command(self, line, json_=False):
+        self.send(b"Q", bytes([1 if json_ else 0]) + line.encode())
+        f = self.frame(b"R")
+        return f[0], f[1:].decode()
+
+    def next_frame(self, timeout=10.0):
+        """The next frame as (type, payload), or None at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    body = self.buf[4:4 + n]
+                    self.buf = self.buf[4 + n:]
+                    return body[:1], body[1:]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no frame within %.1fs" % timeout)
+            r, _, _ = select.select([self.s], [], [], left)
+            if r:
+                try:
+                    data = self.s.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    return None
+                self.buf += data
+
+    def frame(self, want, timeout=10.0):
+        while True:
+            f = self.next_frame(timeout)
+            assert f is not None, "connection closed while waiting for a %r frame" % want
+            if f[0] == want:
+                return f[1]
+            assert f[0] != b"X", "goodbye: %r" % f[1]
+
+    def goodbye(self, timeout=10.0):
+        """Reads until the goodbye frame and EOF; returns the goodbye text (None: none came)."""
+        why = None
+        while True:
+            f = self.next_frame(timeout)
+            if f is None:
+                return why
+            if f[0] == b"X":
+                why = f[1].decode()
+
+    def close(self):
+        self.s.close()
+
+
+class Pty:
+    """callvox on a pseudo-terminal, as an administrator types at it."""
+
+    def __init__(self, d, *args, home=None):
+        self.home = home or tempfile.mkdtemp(prefix="cvx-home-")
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ["TERM"] = "xterm"
+            os.environ["HOME"] = self.home
+            os.execv(CALLVOX, [CALLVOX, "-s", sock_path(d)] + list(args))
+        self.out = b""
+
+    def read_until(self, pattern, timeout=10.0):
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+
+        def seen():
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if r:
+                try:
+                    self.out += os.read(self.fd, 65536)
+                except OSError:
+                    pass
+            return rx.search(self.out)
+        try:
+            return wait_for(seen, timeout, "/%s/ on the terminal" % pattern)
+        except AssertionError:
+            raise AssertionError("terminal so far:\n%r" % self.out[-3000:])
+
+    def type(self, text):
+        os.write(self.fd, text.encode())
+
+    def mark(self):
+        self.out = b""
+
+    def wait(self, timeout=10.0):
+        def done():
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            return (pid, status) if pid else None
+        _, status = wait_for(done, timeout, "callvox to exit")
+        try:
+            while True:  # whatever it wrote last (an error, a sanitizer report)
+                r, _, _ = select.select([self.fd], [], [], 0)
+                if not r:
+                    break
+                data = os.read(self.fd, 65536)
+                if not data:
+                    break
+                self.out += data
+        except OSError:
+            pass
+        os.close(self.fd)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            print("callvox exited %d; terminal:\n%s" % (code, self.out.decode("utf-8", "replace")[-4000:]))
+        return code
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def started(conf=NULL_LINES, **kw):
+    d = Daemon(conf, **kw)
+    d.start()
+    d.wait_log(r"control: listening on ")
+    return d
+
+
+def audit_lines(d):
+    path = os.path.join(d.data_dir, "audit.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+AUDIT_RX = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z user=(\S+) uid=(\d+) pid=(\d+) '
+                      r'command="(.*)" result="(.*)"$')
+
+
+# --- one-shot ------------------------------------------------------------------------------
+
+
+def test_one_shot_commands_and_exit_status():
+    with started() as d:
+        rc, out, err = x(d, "status")
+        assert rc == 0, (out, err)
+        assert re.search(r"^callvoxd \d+\.\d+\.\d+, server daemon, role all, pid %d$" % d.proc.pid,
+                         out, re.M), out
+        assert re.search(r"^uptime: +0d 00:\d\d:\d\d$", out, re.M), out
+        assert "calls:    0 in progress" in out, out
+        assert re.search(r"^loop: +\d+ iterations, \d+ over 10\.0 ms \(stalls\), longest busy",
+                         out, re.M), out
+
+        rc, out, err = x(d, "show drivers")
+        assert rc == 0 and re.search(r"^null:lines +null +up: loopback ready +0 +0$", out, re.M), out
+        rc, out, err = x(d, "show plugins")
+        assert rc == 0 and re.search(r"^null +driver +loaded +1\.0 +loopback reference driver$",
+                                     out, re.M), out
+        rc, out, err = x(d, "show calls")
+        assert rc == 0 and out.endswith("0 calls in progress\n"), out
+        rc, out, err = x(d, "show config general.run_dir")
+        assert rc == 0 and out.startswith("[general] run_dir = %s\n  default:    /run/callvox\n"
+                                          % d.run_dir), out
+        rc, out, err = x(d, "show config null:lines")
+        assert rc == 0 and "  channels     = 4  (default 8)\n" in out, out
+        rc, out, err = x(d, "help show config")
+        assert rc == 0 and out.startswith("usage: show config [<section>]\n"), out
+
+        # Mistakes: status 2 and a message naming what was expected.
+        rc, out, err = x(d, "show bogus")
+        assert (rc, out, err) == (2, "", "unknown command 'show bogus'; after 'show' expected one "
+                                         "of: calls, config, drivers, plugins\n"), (rc, out, err)
+        rc, out, err = x(d, "frobnicate now")
+        assert rc == 2 and err == ("unknown command 'frobnicate'; expected one of: help, log, "
+                                   "reload, show, shutdown, status (type 'help' for a list)\n"), err
+        rc, out, err = x(d, "log level")
+        assert rc == 2 and err == "'log level' needs <level> (usage: log level <level>)\n", err
+        rc, out, err = x(d, "log level loud")
+        assert rc == 2 and err == ("'log level': 'loud' is not one of: error, warning, notice, "
+                                   "info, debug, trace (usage: log level <level>)\n"), err
+        rc, out, err = x(d, "shutdown now")
+        assert rc == 2 and err == ("'shutdown': 'now' is not one of: graceful (usage: shutdown "
+                                   "[graceful])\n"), err
+        rc, out, err = x(d, "status please")
+        assert rc == 2 and err == "'status' takes no arguments, got 'please' (usage: status)\n", err
+        # A command that runs and fails: status 1.
+        rc, out, err = x(d, "show config log.bogus")
+        assert rc == 1 and err == ("show config: [log] has no option 'bogus'; it has: level, "
+                                   "stall_threshold\n"), err
+        assert d.proc.poll() is None
+        assert d.stop() == 0
+
+    # No daemon: status 4 and one line saying what to check.
+    rc, out, err = shell(d, "-x", "status")
+    assert rc == 4 and err == ("callvox: cannot connect to %s: No such file or directory (is "
+                               "callvoxd running? -s names another socket)\n" % sock_path(d)), err
+    rc, out, err = shell(d, "--bogus")
+    assert rc == 2 and "usage: callvox [options]" in err, err
+    rc, out, err = shell(d, "-l", "loud")
+    assert rc == 2 and err == ("callvox: unknown log level 'loud' (error, warning, notice, info, "
+                               "debug, trace)\n"), err
+
+
+def test_json_output_for_scripts():
+    with started() as d:
+        rc, out, err = x(d, "status", "--json")
+        assert rc == 0, err
+        doc = json.loads(out)
+        assert doc["command"] == "status" and doc["status"] == "ok" and doc["error"] is None
+        r = doc["result"]
+        assert r["role"] == "all" and r["name"] == "daemon" and r["pid"] == d.proc.pid, r
+        assert r["calls"] == 0 and r["loop"]["iterations"] > 0, r
+        assert r["loop"]["stall_threshold_ms"] == 10.0, r
+        assert set(r["loop"]["busy_histogram"]) == {"<1ms", "<2ms", "<5ms", "<10ms", "<20ms",
+                                                    "<50ms", "<100ms", ">=100ms"}, r
+
+        rc, out, err = x(d, "show drivers", "-j")
+        assert rc == 0
+        assert json.loads(out)["result"]["drivers"] == [
+            {"instance": "null:lines", "driver": "null", "line": "up: loopback ready",
+             "calls": 0, "total": 0}], out
+
+        rc, out, err = x(d, "show config log.level", "-j")
+        opt = json.loads(out)["result"]["sections"][0]["options"][0]
+        assert opt == {"key": "level", "value": "info", "default": "info",
+                       "type": "one of: error warning notice info debug trace",
+                       "reloadable": True,
+                       "help": "Lowest level written: error, warning, notice, info, debug, "
+                               "trace."}, opt
+
+        # Errors are JSON too (on stdout), with the status in the document and the exit code.
+        rc, out, err = x(d, "show bogus", "-j")
+        assert rc == 2 and err == "", err
+        doc = json.loads(out)
+        assert doc["status"] == "usage" and doc["error"].startswith("unknown command 'show bogus'")
+        # A command without structured output gives its text.
+        rc, out, err = x(d, "log level notice", "-j")
+        assert rc == 0 and json.loads(out)["result"] == {"level": "notice", "was": "info"}, out
+        assert d.stop() == 0
+
+
+def test_commands_from_a_pipe():
+    with started() as d:
+        rc, out, err = shell(d, stdin=b"# a comment\nshow drivers\n\nshow nothing\nstatus\n")
+        assert rc == 2, (rc, out, err)  # the last failure's status
+        assert "null:lines" in out and "callvoxd " in out, out
+        assert err == ("unknown command 'show nothing'; after 'show' expected one of: calls, "
+                       "config, drivers, plugins\n"), err
+        assert d.stop() == 0
+
+
+# --- interactive ------------------------------------------------------------------------------
+
+
+def test_interactive_editing_completion_and_history():
+    with started() as d:
+        t = Pty(d)
+        try:
+            t.read_until(r"Connected to callvoxd \S+ on daemon \(role all\) as root, admin access "
+                         r"\(root\)\.")
+            t.read_until(r"daemon\*> ")
+            # Tab completes a unique command word, then an argument from the daemon's objects.
+            t.mark()
+            t.type("show dr\t")
+            t.read_until(r"ivers ")  # libedit writes only what the completion added
+            t.type("\r")
+            t.read_until(r"null:lines +null +up: loopback ready")
+            t.read_until(r"daemon\*> ")
+            t.mark()
+            t.type("show config nu\t")  # null (every null section) and null:lines...
+            t.read_until(r"ll")
+            t.type(":li\t")  # ... then null:lines and null:lines.<key>
+            t.read_until(r"nes")
+            t.type(".ch\t")
+            t.read_until(r"annels ")
+            t.type("\r")
+            t.read_until(r"\[null:lines\] channels = 4\r\n  default:    8")
+            t.read_until(r"daemon\*> ")
+            # Several candidates: a second Tab lists them.
+            t.mark()
+            t.type("sh\t\t")
+            t.read_until(r"show +shutdown")
+            t.type("\x15")  # ^U: erase the line
+            # Choices of an argument.
+            t.mark()
+            t.type("log level de\t\r")
+            t.read_until(r"log level: debug \(was info\)")
+            # History: Up recalls the previous line.
+            t.read_until(r"daemon\*> ")
+            t.mark()
+            t.type("\x1b[A\r")
+            t.read_until(r"log level: debug \(was debug\)")
+            t.read_until(r"daemon\*> ")
+            # A mistake keeps the session going.
+            t.mark()
+            t.type("show me\r")
+            t.read_until(r"unknown command 'show me'; after 'show' expected one of")
+            t.type("exit\r")
+            assert t.wait() == 0
+            hist = open(os.path.join(t.home, ".callvox_history")).read()
+            # libedit's format: "_HiStOrY_V2_", then one line per entry with blanks as \040.
+            assert hist.splitlines() == ["_HiStOrY_V2_", r"show\040drivers",
+                                         r"show\040config\040null:lines.channels",
+                                         r"log\040level\040debug", r"show\040me", "exit"], hist
+        finally:
+            t.kill()
+        assert d.stop() == 0
+
+
+def test_attach_mode_shows_the_live_log_at_its_level():
+    with started(NULL_LINES + "[log]\nlevel = debug\n") as d:
+        t = Pty(d, "-vv")  # -vv: info and above
+        try:
+            t.read_until(r"showing the log at level info")
+            t.read_until(r"daemon\*> ")
+            t.mark()
+            # Another administrator's reload shows up here, while this prompt waits.
+            rc, out, err = x(d, "reload")
+            assert rc == 0, err
+            t.read_until(r"\d\d:\d\d:\d\d\.\d{3} notice: reload requested by user root")
+            t.read_until(r"notice: reload: 0 changes applied, 0 need a restart")
+            t.read_until(r"daemon\*> ")  # the prompt is drawn again below the log lines
+            # That client's connection was logged at debug: in the daemon's log, not here.
+            d.wait_log(r"debug: control: user root \(uid 0, pid \d+\) connected", count=2)
+            assert b"connected with admin access" not in t.out, t.out
+            # Typing still works, and the level can change from inside the shell.
+            t.mark()
+            t.type("attach debug\r")
+            t.read_until(r"showing the log at level debug")
+            x(d, "status")
+            t.read_until(r"debug: control: user root \(uid 0, pid \d+\) connected with admin access")
+            t.type("attach off\r")
+            t.read_until(r"log stream stopped")
+            t.type("exit\r")
+            assert t.wait() == 0
+        finally:
+            t.kill()
+        rc, out, err = x(d, "status")
+        assert "control:  1 client (0 attached)" in out, out
+        assert d.stop() == 0
+
+
+def test_attach_above_the_daemons_level_says_so():
+    with started() as d:
+        r = Raw(d)
+        r.send(b"A", b"debug")
+        reply = r.frame(b"R")
+        assert reply == (b"\x00showing the log at level debug; the daemon writes only info and "
+                         b"above (change it with 'log level debug')\n"), reply
+        r.send(b"A", b"loud")
+        reply = r.frame(b"R")
+        assert reply == (b"\x02unknown log level 'loud'; expected one of: error, warning, notice, "
+                         b"info, debug, trace, off\n"), reply
+        r.close()
+        assert d.stop() == 0
+
+
+# --- permissions ----------------------------------------------------------------------------
+
+
+def run_quiet(*cmd):
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_permissions_with_real_users_and_groups():
+    if os.getuid() != 0:
+        print("  skipped: not root, so test users and groups cannot be created")
+        return
+    tag = "%x" % (os.getpid() & 0xffff)
+    g_admin, g_ro = "cvxadm%s" % tag, "cvxro%s" % tag
+    u_admin, u_ro, u_none = "cvxa%s" % tag, "cvxr%s" % tag, "cvxn%s" % tag
+    try:
+        for g in (g_admin, g_ro):
+            subprocess.run(["groupadd", g], check=True)
+        for u, g in ((u_admin, g_admin), (u_ro, g_ro), (u_none, None)):
+            cmd = ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+            if g:
+                cmd += ["-G", g]
+            subprocess.run(cmd + [u], check=True)
+        conf = NULL_LINES + "[control]\nadmin_group = %s\nreadonly_group = %s\n" % (g_admin, g_ro)
+        with started(conf) as d:
+            os.chmod(d.dir, 0o755)  # a temporary directory is 0700: let the users reach run/
+            d.wait_log(r"control: listening on .* \(admin group %s, read-only group %s" % (g_admin, g_ro))
+            st = os.stat(sock_path(d))
+            assert st.st_mode & 0o777 == 0o666, oct(st.st_mode)
+
+            # Admin group: may change things.
+            rc, out, err = x(d, "log level debug", user=u_admin)
+            assert rc == 0 and out.startswith("log level: debug"), (rc, out, err)
+            rc, out, err = x(d, "help", user=u_admin)
+            assert "your access: admin" in out, out
+            # Read-only group: may look, may not change.
+            rc, out, err = x(d, "show drivers", user=u_ro)
+            assert rc == 0 and "null:lines" in out, (rc, out, err)
+            rc, out, err = x(d, "reload", user=u_ro)
+            assert rc == 3 and err == ("permission denied: 'reload' changes the system, and user "
+                                       "%s may only run read-only commands\n" % u_ro), (rc, err)
+            rc, out, err = x(d, "shutdown", user=u_ro)
+            assert rc == 3 and d.proc.poll() is None
+            # Anyone else: refused at the door, with the reason.
+            uid = pwd.getpwnam(u_none).pw_uid
+            rc, out, err = x(d, "status", user=u_none)
+            assert rc == 3 and err == (
+                "callvox: the daemon closed the connection: permission denied: user %s (uid %d) "
+                "is neither root nor a member of the admin group (%s) or the read-only group "
+                "(%s)\n" % (u_none, uid, g_admin, g_ro)), (rc, err)
+            d.wait_log(r"notice: control: refused user %s \(uid %d, pid \d+\)" % (u_none, uid))
+
+            # The audit log names who did what; read-only commands are not in it.
+            def audited():
+                return len(audit_lines(d)) >= 3 and audit_lines(d)
+            lines = [AUDIT_RX.match(l) for l in wait_for(audited, what="3 audit lines")]
+            assert all(lines), audit_lines(d)
+            got = [(m.group(1), m.group(4), m.group(5)) for m in lines]
+            assert got == [
+                (u_admin, "log level debug", "ok"),
+                (u_ro, "reload", "denied: permission denied: 'reload' changes the system, and "
+                                 "user %s may only run read-only commands" % u_ro),
+                (u_ro, "shutdown", "denied: permission denied: 'shutdown' changes the system, "
+                                   "and user %s may only run read-only commands" % u_ro),
+            ], got
+            assert lines[0].group(2) == str(pwd.getpwnam(u_admin).pw_uid)
+            st = os.stat(os.path.join(d.data_dir, "audit.log"))
+            assert st.st_mode & 0o777 == 0o640, oct(st.st_mode)
+            assert d.stop() == 0
+    finally:
+        for u in (u_admin, u_ro, u_none):
+            run_quiet("userdel", u)
+        for g in (g_admin, g_ro):
+            run_quiet("groupdel", g)
+    for g in (g_admin, g_ro):
+        try:
+            grp.getgrnam(g)
+            raise AssertionError("group %s was not removed" % g)
+        except KeyError:
+            pass
+
+
+def test_audit_log_records_every_change_and_its_result():
+    with started() as d:
+        assert x(d, "status")[0] == 0
+        assert x(d, "show config")[0] == 0
+        assert x(d, "log level debug")[0] == 0
+        assert x(d, "reload")[0] == 0
+        with open(d.conf_path, "a") as f:
+            f.write("[log]\nlevel = loud\n")
+        rc, out, err = x(d, "reload")
+        lines = open(d.conf_path).read().splitlines()
+        assert (rc, out) == (1, ""), (rc, out, err)
+        assert err == ("error: %s:%d: [log] level: 'loud' is not one of: error, warning, notice, "
+                       "info, debug, trace\nthe configuration has errors; nothing was changed\n"
+                       % (d.conf_path, lines.index("level = loud") + 1)), err
+        rc, out, err = x(d, "shutdown")
+        assert rc == 0 and out == "shutting down: hanging up 0 calls\n", (rc, out, err)
+        assert d.proc.wait(20) == 0
+        lines = [AUDIT_RX.match(l) for l in audit_lines(d)]
+        assert all(lines), audit_lines(d)
+        got = [(m.group(1), m.group(2), m.group(4), m.group(5)) for m in lines]
+        assert got == [
+            ("root", "0", "log level debug", "ok"),
+            ("root", "0", "reload", "ok"),
+            ("root", "0", "reload", "failed: the configuration has errors; nothing was changed"),
+            ("root", "0", "shutdown", "ok"),
+        ], got
+        assert not os.path.exists(sock_path(d)), "the socket was left behind"
+
+
+def test_graceful_shutdown_from_the_shell():
+    with started() as d:
+        rc, out, err = x(d, "shutdown graceful")
+        assert rc == 0 and out == "shutting down gracefully: waiting for 0 calls to end\n", out
+        assert d.proc.wait(20) == 0
+        assert "notice: shutdown (graceful) requested by user root" in d.log()
+
+
+# --- bad clients ----------------------------------------------------------------------------
+
+
+def check_still_serving(d, good):
+    status, text = good.command("show drivers")
+    assert status == 0 and "null:lines" in text, text
+    assert d.proc.poll() is None
+
+
+def test_garbage_flood_stalled_and_deaf_clients_are_cut_off_alone():
+    conf = NULL_LINES + "[control]\nframe_timeout = 300ms\nrate = 50\nmax_output = 65536\n"
+    with started(conf) as d:
+        good = Raw(d)
+        check_still_serving(d, good)
+
+        # Garbage: an HTTP request is no frame.
+        bad = Raw(d)
+        bad.s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert bad.goodbye() == "protocol error: frame of 1195725856 bytes exceeds the limit of 4096"
+        d.wait_log(r"warning: control: cut off client pid %d \(user root\): protocol error: frame "
+                   r"of 1195725856 bytes exceeds the limit of 4096" % os.getpid())
+        check_still_serving(d, good)
+
+        # A frame type nobody knows, and a NUL inside a command.
+        bad = Raw(d)
+        bad.send(b"Z", b"hello")
+        assert bad.goodbye() == "protocol error: unknown frame type 0x5a"
+        bad = Raw(d)
+        bad.send(b"Q", b"\x00sta\x00tus")
+        assert bad.goodbye() == "protocol error: NUL byte in a request"
+        check_still_serving(d, good)
+
+        # Stalled: half a frame, then nothing.
+        bad = Raw(d)
+        bad.s.sendall(struct.pack(">I", 20) + b"Q\x00sta")
+        start = time.monotonic()
+        assert bad.goodbye() == ("incomplete request: 9 bytes received, the rest not within "
+                                 "300 ms")
+        took = time.monotonic() - start
+        assert 0.25 < took < 5.0, took
+        check_still_serving(d, good)
+
+        # Flooding: far more requests than 50 a second (bursts of 100).
+        bad = Raw(d)
+        one = struct.pack(">I", 8) + b"Q\x00status"
+        bad.s.sendall(one * 500)
+        assert bad.goodbye() == "flooding: more than 50 requests a second"
+        check_still_serving(d, good)
+
+        # The daemon counted them, and every line was logged.
+        status, text = good.command("status")
+        assert re.search(r"control: +\d+ clients? \(0 attached\), \d+ commands, 0 refused, "
+                         r"5 cut off", text), text
+        good.close()
+        assert d.stop() == 0
+
+
+def test_a_client_that_never_reads_is_cut_off_alone():
+    conf = NULL_LINES + "[control]\nrate = 10000\nmax_output = 65536\n"
+    with started(conf) as d:
+        good = Raw(d)
+        bad = Raw(d)
+        req = b"Q\x00show config control"
+        req = struct.pack(">I", len(req)) + req
+        for _ in range(500):  # about 1.5 MB of replies that nobody reads
+            try:
+                bad.s.sendall(req)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        d.wait_log(r"control: cut off client pid %d \(user root\): not reading its replies: more "
+                   r"than 65536 bytes unsent" % os.getpid())
+        assert bad.goodbye() is None  # its socket was full: no room for a goodbye
+        check_still_serving(d, good)
+        good.close()
+        assert d.stop() == 0
+
+
+def test_too_many_clients_are_told_so():
+    with started(NULL_LINES + "[control]\nmax_clients = 2\n") as d:
+        a, b = Raw(d), Raw(d)
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(sock_path(d))
+        third = Raw.__new__(Raw)
+        third.s, third.buf = c, b""
+        assert third.goodbye() == ("too many connections: the daemon serves at most max_clients "
+                                   "at once")
+        d.wait_log(r"warning: control: refused pid %d \(uid 0\): already 2 clients \(max_clients\)"
+                   % os.getpid())
+        a.close()
+        # Once a leaves, there is room again.
+        wait_for(lambda: "control:  1 client " in b.command("status")[1], what="a free slot")
+        c2 = Raw(d)
+        assert c2.command("status")[0] == 0
+        b.close()
+        c2.close()
+        assert d.stop() == 0
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_control_section_is_checked_and_shown():
+    with Daemon(NULL_LINES + "[control]\nrate = 0\nfrobs = 2\n") as d:
+        from cvxtest import run_callvoxd
+        rc, out = run_callvoxd(["--check-config", "--config", d.conf_path])
+        lines = open(d.conf_path).read().splitlines()
+        assert rc == 2, out
+        assert "callvoxd: %s:%d: [control] rate: 0 is out of range (1..100000)" % (
+            d.conf_path, lines.index("rate = 0") + 1) in out, out
+        assert "callvoxd: %s:%d: [control] unknown key 'frobs'" % (
+            d.conf_path, lines.index("frobs = 2") + 1) in out, out
+    with started(NULL_LINES + "[control]\nrate = 7\n") as d:
+        rc, out, err = x(d, "show config control")
+        assert rc == 0 and out.startswith("[control]\n; The control socket"), out
+        assert "  rate           = 7  (default 100)\n" in out, out
+        assert d.stop() == 0
+
+
+def test_stale_socket_is_replaced_and_a_live_one_is_not():
+    with Daemon(NULL_LINES) as d:
+        os.makedirs(d.run_dir, exist_ok=True)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(sock_path(d))
+        s.close()  # a socket file nobody listens on: what a crash leaves
+        d.start()
+        d.wait_log(r"control: listening on ")
+        assert x(d, "status")[0] == 0
+        # A second daemon on the same socket refuses to start and leaves the first alone.
+        d2 = Daemon(NULL_LINES, general={"run_dir": d.run_dir}, name="second")
+        try:
+            d2.start(wait=False)
+            assert d2.proc.wait(20) == 1, d2.log()
+            assert "control: another daemon is listening on %s" % sock_path(d) in d2.log()
+        finally:
+            d2.close()
+        assert x(d, "status")[0] == 0
+        assert d.stop() == 0
+
+
+if __name__ == "__main__":
+    main([
+        test_one_shot_commands_and_exit_status,
+        test_json_output_for_scripts,
+        test_commands_from_a_pipe,
+        test_interactive_editing_completion_and_history,
+        test_attach_mode_shows_the_live_log_at_its_level,
+        test_attach_above_the_daemons_level_says_so,
+        test_permissions_with_real_users_and_groups,
+        test_audit_log_records_every_change_and_its_result,
+        test_graceful_shutdown_from_the_shell,
+        test_garbage_flood_stalled_and_deaf_clients_are_cut_off_alone,
+        test_a_client_that_never_reads_is_cut_off_alone,
+        test_too_many_clients_are_told_so,
+        test_control_section_is_checked_and_shown,
+        test_stale_socket_is_replaced_and_a_live_one_is_not,
+    ])
