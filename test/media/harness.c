@@ -10,12 +10,26 @@
 
 #include <cmocka.h>
 
+#include "cvx/app.h"
 #include "cvx/config.h"
 #include "cvx/error.h"
 #include "cvx/media.h"
 #include "cvx/reactor.h"
 #include "harness.h"
 #include "internal.h"
+
+static int mt_incoming(cvx_chan_t *chan, void *arg)
+{
+    mt_env_t *e = arg;
+    if (e->in_events == NULL)
+        return CVX_EDECLINED;
+    cvx_chan_set_handler(chan, mt_record_handler, e->in_events);
+    e->in_chan = cvx_chan_ref(chan);
+    e->in_events = NULL;
+    return cvx_chan_answer(chan);
+}
+
+static const cvx_app_ops_t mt_app = {sizeof(cvx_app_ops_t), mt_incoming};
 
 void mt_setup(mt_env_t *e, const char *extra_conf)
 {
@@ -24,7 +38,11 @@ void mt_setup(mt_env_t *e, const char *extra_conf)
     cvx_conf_t *conf = cvx_conf_new();
     cvx_diag_t diag = {0};
     char text[1024];
-    snprintf(text, sizeof(text), "[null:t]\nchannels = 1000\n%s", extra_conf ? extra_conf : "");
+    /* Only the null driver: other modules in the directory (sip, echo) stay out. */
+    snprintf(text, sizeof(text),
+             "[module:sip]\nload = no\n[module:echo]\nload = no\n"
+             "[null:t]\nchannels = 1000\n%s",
+             extra_conf ? extra_conf : "");
     assert_int_equal(cvx_conf_parse(conf, "test.conf", text, &diag), 0);
     const char *dir = getenv("CVX_MODULE_DIR");
     assert_non_null(dir);
@@ -38,10 +56,12 @@ void mt_setup(mt_env_t *e, const char *extra_conf)
     e->conf = conf;
     e->inst = cvx_drv_inst_find("null:t");
     assert_non_null(e->inst);
+    assert_int_equal(cvx_app_register("mediatest", &mt_app, e), 0);
 }
 
 void mt_teardown(mt_env_t *e)
 {
+    cvx_app_unregister("mediatest");
     cvx__drv_stop_all();
     mt_run_for(e, 20);
     cvx__drv_destroy_all();
@@ -103,15 +123,29 @@ cvx_chan_t *mt_chan(mt_env_t *e, mt_events_t *ev)
     return c;
 }
 
+static void deadline_cb(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop up */
+}
+
 int mt_run_until(mt_env_t *e, int (*cond)(void *arg), void *arg, unsigned timeout_ms)
 {
     uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000ull;
+    /* A timer keeps uv_run(ONCE) from waiting forever when nothing else is active. */
+    uv_timer_t t;
+    uv_timer_init(&e->loop, &t);
+    uv_timer_start(&t, deadline_cb, 10, 10);
+    int ok = 1;
     while (!cond(arg)) {
-        if (uv_hrtime() > deadline)
-            return 0;
+        if (uv_hrtime() > deadline) {
+            ok = 0;
+            break;
+        }
         uv_run(&e->loop, UV_RUN_ONCE);
     }
-    return 1;
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    return ok;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -134,4 +168,39 @@ void mt_run_for(mt_env_t *e, unsigned ms)
     mt_run_until(e, flag_set, &done, ms + 5000);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&e->loop, UV_RUN_NOWAIT);
+}
+
+static int call_up(void *arg)
+{
+    mt_call_t *c = arg;
+    return c->out_ev.answered > 0;
+}
+
+void mt_call(mt_env_t *e, mt_call_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    cvx_call_info_t info;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.called, sizeof(info.called), "200");
+    e->in_events = &c->in_ev;
+    assert_int_equal(cvx_drv_originate(e->inst, &info, mt_record_handler, &c->out_ev, &c->out), 0);
+    assert_true(mt_run_until(e, call_up, c, 5000));
+    assert_non_null(e->in_chan);
+    c->in = e->in_chan;
+    e->in_chan = NULL;
+}
+
+static int both_down(void *arg)
+{
+    mt_call_t *c = arg;
+    return c->out_ev.hangup > 0 && c->in_ev.hangup > 0;
+}
+
+void mt_call_end(mt_env_t *e, mt_call_t *c)
+{
+    if (cvx_chan_state(c->out) != CVX_CHAN_ENDED && c->out_ev.hangup == 0)
+        cvx_chan_hangup(c->out, CVX_CAUSE_NORMAL);
+    assert_true(mt_run_until(e, both_down, c, 5000));
+    cvx_chan_unref(c->out);
+    cvx_chan_unref(c->in);
 }

@@ -13,15 +13,20 @@
 #include "cvx/driver.h"
 #include "cvx/module.h"
 
+typedef struct mt_events mt_events_t;
+
 typedef struct mt_env {
     uv_loop_t loop;
     struct cvx__module *mods;
     void *conf; /* cvx_conf_t */
     cvx_drv_inst_t *inst;
+    /* Where the test application puts the next inbound call it takes. */
+    mt_events_t *in_events;
+    cvx_chan_t *in_chan; /* referenced */
 } mt_env_t;
 
 /* What a recording handler saw on a channel. */
-typedef struct mt_events {
+struct mt_events {
     char digits[64];
     unsigned ndigits;
     cvx_dtmf_source_t last_source;
@@ -34,7 +39,7 @@ typedef struct mt_events {
     int incoming;
     cvx_chan_t *incoming_chan; /* referenced by the handler */
     int answered;
-} mt_events_t;
+};
 
 /* Loads null.so and creates and starts [null:t] with extra_conf appended to its section. */
 void mt_setup(mt_env_t *e, const char *extra_conf);
@@ -44,6 +49,16 @@ void mt_teardown(mt_env_t *e);
  * recording handler. */
 cvx_chan_t *mt_chan(mt_env_t *e, mt_events_t *ev);
 void mt_record_handler(cvx_chan_t *chan, const cvx_event_t *ev, void *arg);
+
+/* A call through the null driver: out is placed by the test, in is taken (and answered) by
+ * the test application; both legs are up when this returns. */
+typedef struct mt_call {
+    cvx_chan_t *out, *in; /* referenced */
+    mt_events_t out_ev, in_ev;
+} mt_call_t;
+void mt_call(mt_env_t *e, mt_call_t *c);
+/* Hangs up (when still up), waits for both hangups, drops the references. */
+void mt_call_end(mt_env_t *e, mt_call_t *c);
 
 /* Runs the loop until cond(arg) is true (returns 1) or timeout_ms passes (returns 0). */
 int mt_run_until(mt_env_t *e, int (*cond)(void *arg), void *arg, unsigned timeout_ms);
