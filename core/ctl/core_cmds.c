@@ -575,6 +575,88 @@ static int cmd_shutdown(cvx_cmd_req_t *req)
     return 0;
 }
 
+/* --- calls from the shell --------------------------------------------------------------- */
+
+/* A call placed by "call originate" holds the reference cvx_drv_originate() gave us until it
+ * ends; its audio and digits are not used. */
+static void shell_call_event(cvx_chan_t *chan, const cvx_event_t *ev, void *arg)
+{
+    (void)arg;
+    if (ev->type == CVX_EV_HANGUP)
+        cvx_chan_unref(chan);
+}
+
+static int inst_name_list(cvx_drv_inst_t *inst, void *arg)
+{
+    char *list = arg;
+    size_t n = strlen(list);
+    snprintf(list + n, 512 - n, "%s%s", n ? ", " : "", cvx_drv_inst_name(inst));
+    return 0;
+}
+
+static int cmd_call_originate(cvx_cmd_req_t *req)
+{
+    const char *name = cvx_cmd_arg(req, 0), *number = cvx_cmd_arg(req, 1);
+    const char *calling = cvx_cmd_arg(req, 2);
+    cvx_drv_inst_t *inst = cvx_drv_inst_find(name);
+    if (inst == NULL) {
+        char list[512] = "";
+        cvx_drv_inst_foreach(inst_name_list, list);
+        cvx_cmd_error(req, "call originate: no driver instance '%s'; instances: %s", name,
+                      list[0] ? list : "none");
+        return CVX_ENOTFOUND;
+    }
+    cvx_call_info_t info = {0};
+    snprintf(info.called, sizeof(info.called), "%s", number);
+    snprintf(info.calling, sizeof(info.calling), "%s", calling ? calling : "shell");
+    cvx_chan_t *chan = NULL;
+    int rc = cvx_drv_originate(inst, &info, shell_call_event, NULL, &chan);
+    if (rc != 0) {
+        cvx_cmd_error(req, "call originate: %s cannot place the call: %s", name, cvx_strerror(rc));
+        return rc;
+    }
+    cvx_notice("call %s placed on %s to '%s' by user %s", cvx_chan_id(chan), name, number,
+               cvx_cmd_user(req));
+    cvx_cmd_printf(req, "call %s placed on %s to %s\n", cvx_chan_id(chan), name, number);
+    cvx_cmd_json_str(req, "id", cvx_chan_id(chan));
+    cvx_cmd_json_str(req, "instance", name);
+    cvx_cmd_json_str(req, "called", number);
+    return 0;
+}
+
+typedef struct find_call {
+    const char *id;
+    cvx_chan_t *chan;
+} find_call_t;
+
+static int match_call(cvx_chan_t *chan, void *arg)
+{
+    find_call_t *f = arg;
+    if (strcmp(cvx_chan_id(chan), f->id) != 0)
+        return 0;
+    f->chan = chan;
+    return 1;
+}
+
+static int cmd_call_hangup(cvx_cmd_req_t *req)
+{
+    find_call_t f = {cvx_cmd_arg(req, 0), NULL};
+    cvx_chan_foreach(match_call, &f);
+    if (f.chan == NULL) {
+        cvx_cmd_error(req, "call hangup: no call '%s' in progress (see 'show calls')", f.id);
+        return CVX_ENOTFOUND;
+    }
+    cvx_chan_ref(f.chan);
+    cvx_notice("call %s: hangup requested by user %s", f.id, cvx_cmd_user(req));
+    int rc = cvx_chan_hangup(f.chan, CVX_CAUSE_NORMAL);
+    if (rc == 0)
+        cvx_cmd_printf(req, "call %s: hung up\n", cvx_chan_id(f.chan));
+    else
+        cvx_cmd_error(req, "call hangup: %s: %s", cvx_chan_id(f.chan), cvx_strerror(rc));
+    cvx_chan_unref(f.chan);
+    return rc;
+}
+
 /* --- the table ------------------------------------------------------------------------- */
 
 static const cvx_cmd_t core_cmds[] = {
@@ -652,6 +734,25 @@ static const cvx_cmd_t core_cmds[] = {
      "which changes need a restart. A configuration with errors changes nothing, and the "
      "errors are listed.",
      cmd_reload,
+     NULL},
+    {"call originate",
+     {{"instance", 0, NULL, "driver", "the driver instance to call out on (null:lines)"},
+      {"number", 0, NULL, NULL, "the number to call"},
+      {"calling", CVX_CMD_ARG_OPTIONAL, NULL, NULL, "the calling number shown (default shell)"}},
+     0,
+     "Place a test call",
+     "Places an outbound call on a driver instance, as a call flow would: on the null driver "
+     "the call comes back in and is routed like any incoming call, which makes it the quickest "
+     "end-to-end check of drivers, routing and applications. The call stays up until the far "
+     "end hangs up or 'call hangup' ends it.",
+     cmd_call_originate,
+     NULL},
+    {"call hangup",
+     {{"call", 0, NULL, "call", "the call's id, as 'show calls' lists it"}},
+     0,
+     "Hang up a call",
+     "Hangs up one call in progress (normal clearing), whichever flow owns it.",
+     cmd_call_hangup,
      NULL},
     {"shutdown",
      {{"graceful", CVX_CMD_ARG_OPTIONAL, graceful_word, NULL,

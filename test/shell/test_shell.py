@@ -222,8 +222,9 @@ def test_one_shot_commands_and_exit_status():
         assert (rc, out, err) == (2, "", "unknown command 'show bogus'; after 'show' expected one "
                                          "of: calls, config, drivers, plugins\n"), (rc, out, err)
         rc, out, err = x(d, "frobnicate now")
-        assert rc == 2 and err == ("unknown command 'frobnicate'; expected one of: help, log, "
-                                   "reload, show, shutdown, status (type 'help' for a list)\n"), err
+        assert rc == 2 and err == ("unknown command 'frobnicate'; expected one of: call, help, "
+                                   "log, reload, show, shutdown, status (type 'help' for a "
+                                   "list)\n"), err
         rc, out, err = x(d, "log level")
         assert rc == 2 and err == "'log level' needs <level> (usage: log level <level>)\n", err
         rc, out, err = x(d, "log level loud")
@@ -516,12 +517,70 @@ def test_audit_log_records_every_change_and_its_result():
         assert not os.path.exists(sock_path(d)), "the socket was left behind"
 
 
+def test_show_calls_lists_live_calls_and_call_hangup_ends_them():
+    with started(NULL_LINES + "[echo]\nnumber = 600\n") as d:
+        rc, out, err = x(d, "call originate null:lines 600 4155551212")
+        assert (rc, out, err) == (0, "call daemon-1 placed on null:lines to 600\n", ""), (rc, err)
+
+        def both_up():
+            out = x(d, "show calls")[1]
+            return "2 calls in progress" in out and out.count("  up  ") == 2 and out
+        out = wait_for(both_up, what="both legs up")
+        # The loopback's far end came back in, was routed to echo and answered.
+        assert re.search(r"^daemon-2 +null:lines +in +up +4155551212 +600 +none +\d+\.\d$", out,
+                         re.M), out
+        assert re.search(r"^daemon-1 +null:lines +out +up +4155551212 +600 +none +\d+\.\d$", out,
+                         re.M), out
+        calls = json.loads(x(d, "show calls", "--json")[1])["result"]["calls"]
+        assert sorted(c["id"] for c in calls) == ["daemon-1", "daemon-2"], calls
+        c = [c for c in calls if c["id"] == "daemon-2"][0]
+        assert (c["instance"], c["dir"], c["state"], c["calling"], c["called"],
+                c["redirected_from"], c["reason"]) == ("null:lines", "in", "up", "4155551212",
+                                                       "600", "", "none"), c
+        assert isinstance(c["age_s"], float), c
+        assert "calls:    2 in progress" in x(d, "status")[1]
+        assert re.search(r"^null:lines +null +up: loopback ready +2 +2$", x(d, "show drivers")[1],
+                         re.M)
+        # Tab completion offers the calls in progress.
+        r = Raw(d)
+        r.send(b"C", b"call hangup daemon-")
+        assert r.frame(b"M") == b"daemon-1\ndaemon-2\n"
+        r.send(b"C", b"call originate n")
+        assert r.frame(b"M") == b"null:lines\n"
+        r.close()
+
+        rc, out, err = x(d, "call hangup daemon-1")
+        assert (rc, out) == (0, "call daemon-1: hung up\n"), (rc, out, err)
+        wait_for(lambda: "0 calls in progress" in x(d, "show calls")[1], what="both legs gone")
+        d.wait_log(r"echo: call ended \(normal\)")
+
+        rc, out, err = x(d, "call hangup daemon-1")
+        assert (rc, err) == (1, "call hangup: no call 'daemon-1' in progress (see 'show "
+                                "calls')\n"), (rc, err)
+        rc, out, err = x(d, "call originate sip:nowhere 600")
+        assert (rc, err) == (1, "call originate: no driver instance 'sip:nowhere'; instances: "
+                                "null:lines\n"), (rc, err)
+        got = [AUDIT_RX.match(l).group(4, 5) for l in audit_lines(d)]
+        assert got[:2] == [("call originate null:lines 600 4155551212", "ok"),
+                           ("call hangup daemon-1", "ok")], got
+        assert d.stop() == 0
+
+
 def test_graceful_shutdown_from_the_shell():
     with started() as d:
         rc, out, err = x(d, "shutdown graceful")
         assert rc == 0 and out == "shutting down gracefully: waiting for 0 calls to end\n", out
         assert d.proc.wait(20) == 0
         assert "notice: shutdown (graceful) requested by user root" in d.log()
+    # With a call up, a graceful shutdown waits for it up to drain_timeout.
+    conf = NULL_LINES + "[echo]\nnumber = 600\n"
+    with started(conf, general={"drain_timeout": "300ms"}) as d:
+        assert x(d, "call originate null:lines 600")[0] == 0
+        wait_for(lambda: x(d, "show calls")[1].count("  up  ") == 2, what="the call up")
+        rc, out, err = x(d, "shutdown graceful")
+        assert out == "shutting down gracefully: waiting for 2 calls to end\n", out
+        assert d.proc.wait(20) == 0
+        assert "shutdown: 2 calls still up after 300 ms; exiting anyway" in d.log(), d.log()
 
 
 # --- bad clients ----------------------------------------------------------------------------
@@ -673,6 +732,7 @@ if __name__ == "__main__":
         test_attach_above_the_daemons_level_says_so,
         test_permissions_with_real_users_and_groups,
         test_audit_log_records_every_change_and_its_result,
+        test_show_calls_lists_live_calls_and_call_hangup_ends_them,
         test_graceful_shutdown_from_the_shell,
         test_garbage_flood_stalled_and_deaf_clients_are_cut_off_alone,
         test_a_client_that_never_reads_is_cut_off_alone,
