@@ -232,6 +232,7 @@ int cvx_conf_parse(cvx_conf_t *conf, const char *name, const char *text, cvx_dia
         return CVX_ENOMEM;
 
     cvx_conf_section_t *sec = NULL;
+    int bad_header = 0; /* keys under a header already reported are not reported again */
     int line = 0;
     char *save = NULL;
     /* strtok_r would skip empty lines and lose the count, so split by hand. */
@@ -246,6 +247,7 @@ int cvx_conf_parse(cvx_conf_t *conf, const char *name, const char *text, cvx_dia
             continue;
         if (*s == '[') {
             sec = parse_header(conf, s, file, line, diag);
+            bad_header = sec == NULL;
             continue;
         }
         char *eq = strchr(s, '=');
@@ -263,7 +265,8 @@ int cvx_conf_parse(cvx_conf_t *conf, const char *name, const char *text, cvx_dia
             continue;
         }
         if (sec == NULL) {
-            cvx_diag_add(diag, "%s:%d: key '%s' is outside any section", file, line, key);
+            if (!bad_header)
+                cvx_diag_add(diag, "%s:%d: key '%s' is outside any section", file, line, key);
             continue;
         }
         size_t vlen = strlen(value);
@@ -368,7 +371,8 @@ int cvx_conf_load(cvx_conf_t *conf, const char *path, cvx_diag_t *diag)
             n++;
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), by_name);
+    if (n > 1) /* names is NULL when the directory has none: qsort(NULL) is undefined */
+        qsort(names, n, sizeof(*names), by_name);
     for (size_t i = 0; i < n; i++) {
         char fpath[8192];
         snprintf(fpath, sizeof(fpath), "%s/%s", dir, names[i]);

@@ -128,6 +128,8 @@ int cvx_drv_originate(cvx_drv_inst_t *inst, const cvx_call_info_t *info, cvx_cha
     cvx_chan_set_handler(chan, fn, arg);
     int rc = op(inst->priv, chan);
     if (rc != 0) {
+        /* Refused at once (busy, say): it never was a call, so it is not counted as one. */
+        inst->calls_total--;
         chan->state = CVX_CHAN_ENDED;
         cvx_chan_unref(chan);
         return rc;
@@ -158,6 +160,8 @@ void cvx_drv_event(cvx_drv_inst_t *inst, cvx_chan_t *chan, const cvx_event_t *ev
         break;
     }
     case CVX_EV_ANSWERED:
+        if (chan->state == CVX_CHAN_ENDED)
+            break; /* an answer that crossed the hangup: the call is over */
         if (chan->state == CVX_CHAN_DIALING || chan->state == CVX_CHAN_RINGING)
             chan->state = CVX_CHAN_UP;
         deliver(chan, ev);

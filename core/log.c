@@ -269,6 +269,17 @@ void cvx_log_stop(void)
     pthread_join(log_thread, NULL);
     pthread_mutex_lock(&log_mutex);
     running = 0;
+    /* Lines another thread queued after the logging thread's last look are written here, in
+     * order, rather than being lost (and leaked). */
+    while (queue_head != NULL) {
+        log_entry_t *e = queue_head;
+        queue_head = e->next;
+        emit(e->level, e->line);
+        lines_written++;
+        free(e);
+    }
+    queue_tail = NULL;
+    queue_len = 0;
     uint64_t dropped = lines_dropped;
     pthread_mutex_unlock(&log_mutex);
     if (dropped > 0)

@@ -37,6 +37,9 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
 
 static void spandsp_logger(int level, const char *text)
 {
+    /* level carries spandsp's display flags (SPAN_LOG_SUPPRESS_LABELLING...) above the
+     * severity. */
+    level &= SPAN_LOG_SEVERITY_MASK;
     cvx_log_level_t ours = level <= SPAN_LOG_ERROR     ? CVX_LOG_ERROR
                            : level <= SPAN_LOG_WARNING ? CVX_LOG_WARN
                            : level <= SPAN_LOG_FLOW    ? CVX_LOG_DEBUG

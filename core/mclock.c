@@ -89,14 +89,16 @@ static void on_timer(uv_poll_t *h, int status, int events)
     cvx_loop_doing("media clock tick");
 
     uint64_t now = uv_hrtime();
-    /* Held up for more than a period: skip whole periods rather than bursting. */
-    if (c->nsubs > 0 && now > slot_deadline(c, c->next_slot) + c->period_ns) {
-        uint64_t behind = (now - slot_deadline(c, c->next_slot)) / c->period_ns;
-        c->base_ns += behind * c->period_ns;
-        c->stats.overruns += behind;
-    }
     while (c->nsubs > 0) {
         uint64_t d = slot_deadline(c, c->next_slot);
+        /* Held up for more than a period, before this wake-up or by a tick during it: skip
+         * whole periods rather than bursting through the missed ones. */
+        if (now > d + c->period_ns) {
+            uint64_t behind = (now - d) / c->period_ns;
+            c->base_ns += behind * c->period_ns;
+            c->stats.overruns += behind;
+            d = slot_deadline(c, c->next_slot);
+        }
         if (d > now)
             break;
         unsigned slot = c->next_slot;
@@ -150,6 +152,7 @@ void cvx_mclock_close(cvx_mclock_t *c, void (*on_closed)(cvx_mclock_t *c))
         c->count[i] = 0;
     }
     c->nsubs = 0;
+    c->iter_next = NULL; /* closed from a tick: serve_slot must not go on to a dropped sub */
     c->on_closed = on_closed;
     uv_close((uv_handle_t *)&c->poll, on_poll_closed);
 }
@@ -215,7 +218,14 @@ uint64_t cvx_mclock_quantile(const cvx_mclock_stats_t *s, double q)
         total += s->hist[i];
     if (total == 0)
         return 0;
-    uint64_t want = (uint64_t)(q * (double)total);
+    /* Nearest rank: the smallest lateness that at least q of the ticks did not exceed, i.e.
+     * the ceil(q * total)-th sample (1-based).  The small tolerance keeps 0.99 * 100 from
+     * rounding up to the 100th sample. */
+    double r = (q < 1 ? q : 1) * (double)total;
+    uint64_t rank = r <= 0 ? 0 : (uint64_t)r;
+    if (r > 0 && (double)rank < r - 1e-9)
+        rank++;
+    uint64_t want = rank > 0 ? rank - 1 : 0;
     if (want >= total)
         want = total - 1;
     uint64_t seen = 0;

@@ -268,7 +268,8 @@ int cvx__modules_load_dir(const char *dir, cvx_conf_t *conf, cvx_role_t role, uv
                 n++;
         }
         closedir(d);
-        qsort(names, n, sizeof(*names), by_name);
+        if (n > 1) /* names is NULL when the directory has none: qsort(NULL) is undefined */
+            qsort(names, n, sizeof(*names), by_name);
     }
     for (size_t i = 0; i < n; i++) {
         char path[4096];
