@@ -25,14 +25,13 @@
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "cvx/media.h"
+#include "media/media_impl.h"
 
-#define FRAME_SAMPLES   160
-#define TYPEAHEAD_MAX   32
-#define DEFAULT_SILENCE (-42)
-#define DEFAULT_HANG_MS 300
-#define BEEP_HZ         1000
-#define BEEP_DBM0       (-12)
-#define BEEP_MS         250
+#define FRAME_SAMPLES 160
+#define TYPEAHEAD_MAX 32
+#define BEEP_HZ       1000
+#define BEEP_DBM0     (-12)
+#define BEEP_MS       250
 
 typedef enum op {
     OP_NONE = 0,
@@ -538,12 +537,14 @@ int cvx_media_record(cvx_media_t *m, const cvx_record_opts_t *o, const cvx_media
     snprintf(m->term, sizeof(m->term), "%s", o->term_digits ? o->term_digits : "");
     m->max_ms = o->max_ms;
     m->silence_ms = o->silence_ms;
-    m->hangover_ms = o->hangover_ms < 0 ? 0 : o->hangover_ms ? o->hangover_ms : DEFAULT_HANG_MS;
+    m->hangover_ms = o->hangover_ms < 0 ? 0
+                     : o->hangover_ms   ? o->hangover_ms
+                                        : cvx__media_conf.silence_hangover_ms;
     m->max_samples = (uint64_t)o->max_ms * 8;
     m->silence_samples = (uint64_t)o->silence_ms * 8;
     m->hang_samples = (uint64_t)m->hangover_ms * 8;
-    m->threshold =
-        power_meter_level_dbm0((float)(o->silence_dbm0 ? o->silence_dbm0 : DEFAULT_SILENCE));
+    m->threshold = power_meter_level_dbm0(
+        (float)(o->silence_dbm0 ? o->silence_dbm0 : cvx__media_conf.silence_threshold_dbm0));
     power_meter_init(&m->meter, 4);
     m->silent_run = 0;
     m->last_frame_ns = m->start_ns;

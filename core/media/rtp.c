@@ -887,3 +887,14 @@ void cvx_rtp_reset_lateness(void)
 {
     memset(&send_late, 0, sizeof(send_late));
 }
+
+void cvx__rtp_remote_str(const cvx_rtp_t *rtp, char *buf, size_t size)
+{
+    if (!rtp->have_remote) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    addr_str(send_dest(rtp), buf, size);
+    if (rtp->latched && size > strlen(buf) + 10)
+        strcat(buf, " latched");
+}
