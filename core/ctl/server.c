@@ -13,8 +13,9 @@
  * left unread each cut that client off (with a goodbye frame saying why and a log line).
  *
  * Attach mode: a log sink (on the logging thread) hands lines to the loop through an async
- * queue; each attached client gets the lines at its level or above, and at most log_backlog of
- * them unsent: the rest are dropped and counted, and the client is told how many.
+ * queue; each attached client gets the lines at its level or above while fewer than log_backlog
+ * bytes wait to be sent to it: the rest are dropped and counted, and the client is told how
+ * many once it catches up.
  */
 #include <errno.h>
 #include <grp.h>
@@ -70,17 +71,21 @@ static const cvx_option_t control_options[] = {
     {"audit_log", CVX_OPT_STRING, offsetof(ctl_conf_t, audit_log), "", 0, 0, NULL, 0,
      "File that records every command that changes something: time (UTC), user, command, "
      "result. Empty: audit.log in [general] data_dir."},
-    {"max_clients", CVX_OPT_INT, offsetof(ctl_conf_t, max_clients), "32", 1, 1024, NULL, 0,
-     "Connections at once; more are told so and closed."},
+    {"max_clients", CVX_OPT_INT, offsetof(ctl_conf_t, max_clients), "32", 1, 1024, NULL,
+     CVX_OPT_RELOADABLE, "Connections at once; more are told so and closed."},
     {"frame_timeout", CVX_OPT_DURATION, offsetof(ctl_conf_t, frame_timeout_ms), "5s", 10, 600000,
-     NULL, 0, "A request started must be complete within this time, or the client is cut off."},
-    {"max_request", CVX_OPT_INT, offsetof(ctl_conf_t, max_request), "4096", 64, 65536, NULL, 0,
+     NULL, CVX_OPT_RELOADABLE,
+     "A request started must be complete within this time, or the client is cut off."},
+    {"max_request", CVX_OPT_INT, offsetof(ctl_conf_t, max_request), "4096", 64, 65536, NULL,
+     CVX_OPT_RELOADABLE,
      "Largest request frame in bytes; a longer one is garbage and cuts the client off."},
     {"max_output", CVX_OPT_INT, offsetof(ctl_conf_t, max_output), "4194304", 4096, 1073741824, NULL,
-     0, "Bytes of replies a client may leave unread before it is cut off."},
-    {"log_backlog", CVX_OPT_INT, offsetof(ctl_conf_t, log_backlog), "1000", 10, 1000000, NULL, 0,
-     "Log lines an attached client may leave unread; further lines are dropped and counted."},
-    {"rate", CVX_OPT_INT, offsetof(ctl_conf_t, rate), "100", 1, 100000, NULL, 0,
+     CVX_OPT_RELOADABLE, "Bytes of replies a client may leave unread before it is cut off."},
+    {"log_backlog", CVX_OPT_INT, offsetof(ctl_conf_t, log_backlog), "262144", 4096, 67108864, NULL,
+     CVX_OPT_RELOADABLE,
+     "Bytes an attached shell may leave unread before further log lines are dropped (and "
+     "counted, and the shell told how many)."},
+    {"rate", CVX_OPT_INT, offsetof(ctl_conf_t, rate), "100", 1, 100000, NULL, CVX_OPT_RELOADABLE,
      "Requests a second one client may send (bursts of twice as many); faster cuts it off."},
     CVX_OPTIONS_END,
 };
@@ -102,7 +107,6 @@ typedef struct client {
     cvx__ctl_dec_t dec;
     cvx_cmd_req_t *pending; /* a command that finishes later */
     int attach_level;       /* -1: not attached */
-    uint64_t log_unsent;    /* log lines written but not yet sent */
     uint64_t log_dropped;
     double tokens;
     uint64_t tokens_ms;
@@ -162,14 +166,13 @@ static void on_write(uv_write_t *w, int status)
 {
     wreq_t *r = (wreq_t *)w;
     client_t *c = r->c;
-    if (r->is_log && c->log_unsent > 0)
-        c->log_unsent--;
     free(r);
     if (status < 0) {
         client_close(c);
         return;
     }
-    if (c->log_dropped > 0 && c->log_unsent < (uint64_t)S.conf.log_backlog / 2)
+    if (c->log_dropped > 0 && !c->closing &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < (size_t)S.conf.log_backlog / 2)
         log_dropped_note(c);
 }
 
@@ -198,10 +201,8 @@ static int send_frame(client_t *c, uint8_t type, const void *prefix, size_t plen
         client_close(c);
         return CVX_EIO;
     }
-    if (is_log) {
-        c->log_unsent++;
-    } else if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >
-               (size_t)S.conf.max_output) {
+    if (!is_log &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > (size_t)S.conf.max_output) {
         cut_off(c, "not reading its replies: more than %lld bytes unsent", S.conf.max_output);
         return CVX_ECLOSED;
     }
@@ -646,7 +647,7 @@ static void on_log_item(cvx_async_job_t *job)
         next = c->next;
         if (c->attach_level < 0 || (int)it->level > c->attach_level)
             continue;
-        if (c->log_unsent >= (uint64_t)S.conf.log_backlog) {
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >= (size_t)S.conf.log_backlog) {
             c->log_dropped++;
             continue;
         }
