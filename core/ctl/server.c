@@ -724,10 +724,14 @@ static int ctl_start(uv_loop_t *loop)
     S.loop = loop;
     const cvx_general_conf_t *g = cvx_daemon_general();
     char path[4096];
-    if (S.conf.socket != NULL && S.conf.socket[0] != '\0')
+    if (S.conf.socket != NULL && S.conf.socket[0] != '\0') {
         snprintf(path, sizeof(path), "%s", S.conf.socket);
-    else
-        snprintf(path, sizeof(path), "%s/callvox.ctl", g->run_dir ? g->run_dir : ".");
+    } else if (g->run_dir != NULL && g->run_dir[0] != '\0') {
+        snprintf(path, sizeof(path), "%s/callvox.ctl", g->run_dir);
+    } else {
+        cvx_error("control: no socket path: set [control] socket or [general] run_dir");
+        return CVX_EINVAL;
+    }
     if (strlen(path) >= sizeof(S.path)) {
         cvx_error("control: the socket path %s is longer than %zu bytes", path, sizeof(S.path) - 1);
         return CVX_ERANGE;
@@ -737,8 +741,12 @@ static int ctl_start(uv_loop_t *loop)
     char audit[4096];
     if (S.conf.audit_log != NULL && S.conf.audit_log[0] != '\0')
         snprintf(audit, sizeof(audit), "%s", S.conf.audit_log);
-    else
-        snprintf(audit, sizeof(audit), "%s/audit.log", g->data_dir ? g->data_dir : ".");
+    else if (g->data_dir != NULL && g->data_dir[0] != '\0')
+        snprintf(audit, sizeof(audit), "%s/audit.log", g->data_dir);
+    else {
+        cvx_error("control: no audit log path: set [control] audit_log or [general] data_dir");
+        return CVX_EINVAL;
+    }
     int rc = cvx__audit_open(audit);
     if (rc != 0) {
         cvx_error("control: cannot open the audit log %s: %s", audit, cvx_strerror(rc));

@@ -139,7 +139,7 @@ class Pty:
     def mark(self):
         self.out = b""
 
-    def wait(self, timeout=10.0):
+    def wait(self, timeout=10.0, expect=0):
         def done():
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             return (pid, status) if pid else None
@@ -157,7 +157,7 @@ class Pty:
             pass
         os.close(self.fd)
         code = os.waitstatus_to_exitcode(status)
-        if code != 0:
+        if code != expect:
             print("callvox exited %d; terminal:\n%s" % (code, self.out.decode("utf-8", "replace")[-4000:]))
         return code
 
@@ -400,6 +400,20 @@ def test_attach_mode_shows_the_live_log_at_its_level():
         rc, out, err = x(d, "status")
         assert "control:  1 client (0 attached)" in out, out
         assert d.stop() == 0
+
+
+def test_interactive_shell_hears_the_daemon_stop():
+    with started() as d:
+        t = Pty(d, "-q")
+        try:
+            t.read_until(r"daemon\*> ")
+            rc, out, err = x(d, "shutdown")
+            assert rc == 0, err
+            t.read_until(r"callvox: the daemon closed the connection: the daemon is stopping\r\n")
+            assert t.wait(expect=4) == 4
+        finally:
+            t.kill()
+        assert d.proc.wait(20) == 0
 
 
 def test_attach_above_the_daemons_level_says_so():
@@ -789,6 +803,7 @@ if __name__ == "__main__":
         test_commands_from_a_pipe,
         test_interactive_editing_completion_and_history,
         test_attach_mode_shows_the_live_log_at_its_level,
+        test_interactive_shell_hears_the_daemon_stop,
         test_attach_above_the_daemons_level_says_so,
         test_permissions_with_real_users_and_groups,
         test_audit_log_records_every_change_and_its_result,

@@ -48,12 +48,27 @@ static struct {
     int log_printed; /* log lines printed since the prompt was drawn */
 } C = {.fd = -1, .attach = -1};
 
+/* Leaves the terminal as it was (and keeps the history) before exiting on an error. */
+static void restore_terminal(void)
+{
+    if (C.el != NULL) {
+        HistEvent ev;
+        if (C.histfile[0])
+            history(C.hist, &ev, H_SAVE, C.histfile);
+        el_end(C.el);
+        C.el = NULL;
+        fputs("\n", stdout);
+        fflush(stdout);
+    }
+}
+
 /* --- the connection ------------------------------------------------------------------------ */
 
 static void die_unreachable(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_unreachable(const char *fmt, ...)
 {
     va_list ap;
+    restore_terminal();
     va_start(ap, fmt);
     fprintf(stderr, "callvox: ");
     vfprintf(stderr, fmt, ap);
@@ -116,9 +131,7 @@ static int read_frame(uint8_t want, cvx__ctl_frame_t *out, int wait_ms)
                 continue;
             }
             if (f.type == CVX__CTL_GOODBYE) {
-                if (C.el != NULL)
-                    fputs("\n", stdout);
-                fflush(stdout);
+                restore_terminal();
                 fprintf(stderr, "callvox: the daemon closed the connection: %.*s\n", (int)f.len,
                         (const char *)f.payload);
                 exit(f.len >= 17 && memcmp(f.payload, "permission denied", 17) == 0
