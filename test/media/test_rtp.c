@@ -519,6 +519,335 @@ static void live_send_receive(void **state)
     free(l);
 }
 
+/* Sends a raw RTP packet from the peer's socket with its own SSRC and sequence. */
+static void peer_send_te(peer_t *p, uint16_t port, int m, uint16_t seq, uint32_t ts, int event,
+                         int end, unsigned dur)
+{
+    uint8_t pkt[16], pl[4] = {(uint8_t)event, (uint8_t)((end ? 0x80 : 0) | 10), (uint8_t)(dur >> 8),
+                              (uint8_t)dur};
+    mk(pkt, m, 101, seq, ts, p->ssrc, pl, 4);
+    peer_send_raw(p, pkt, sizeof(pkt), port);
+}
+
+static int latched(void *arg)
+{
+    live_t *l = arg;
+    peer_got(l);
+    cvx_rtp_stats_t st;
+    cvx_rtp_get_stats(l->rtp, &st);
+    return st.packets_in >= 3;
+}
+
+static int digits_at_least(void *arg)
+{
+    live_t *l = arg;
+    peer_got(l);
+    return l->ev.ndigits >= l->want;
+}
+
+static void live_rfc4733_911_over_the_wire(void **state)
+{
+    (void)state;
+    live_t *l = malloc(sizeof(*l));
+    live_open(l, 1);
+    assert_int_equal(cvx_rtp_start(l->rtp), 0);
+    l->echo = 1;
+    assert_true(mt_run_until(&l->env, latched, l, 5000));
+    l->echo = 0;
+    /* The Table 5 packets, shifted onto the peer's sequence and timestamps, all at once
+     * (events do not wait in the jitter buffer). */
+    te_row_t rows[64];
+    unsigned n = load_911(rows, 64);
+    uint16_t seq0 = l->peer.seq;
+    uint32_t ts0 = l->peer.ts;
+    uint16_t port = cvx_rtp_local_port(l->rtp);
+    for (unsigned i = 0; i < n; i++)
+        peer_send_te(&l->peer, port, rows[i].m, (uint16_t)(seq0 + rows[i].seq - 1),
+                     ts0 + rows[i].ts, rows[i].event, rows[i].e, (unsigned)rows[i].duration);
+    l->want = 3;
+    assert_true(mt_run_until(&l->env, digits_at_least, l, 5000));
+    mt_run_for(&l->env, 100); /* nothing more comes */
+    assert_int_equal(l->ev.ndigits, 3);
+    assert_string_equal(l->ev.digits, "911");
+    assert_int_equal(l->ev.last_source, CVX_DTMF_RFC4733);
+    live_close(l);
+    free(l);
+}
+
+static void live_foreign_and_malformed(void **state)
+{
+    (void)state;
+    live_t *l = malloc(sizeof(*l));
+    live_open(l, 1);
+    assert_int_equal(cvx_rtp_start(l->rtp), 0);
+    l->echo = 1;
+    assert_true(mt_run_until(&l->env, latched, l, 5000));
+    uint16_t port = cvx_rtp_local_port(l->rtp);
+    /* Another socket (another port: another source) sends well-formed RTP and digits: all
+     * ignored and counted; the session keeps sending to the latched peer. */
+    peer_t *intruder = malloc(sizeof(*intruder));
+    peer_open(intruder);
+    intruder->ssrc = l->peer.ssrc; /* even with the latched SSRC */
+    for (int i = 0; i < 5; i++)
+        peer_send_audio(intruder, port, 1);
+    peer_send_te(intruder, port, 1, 1, 1, 5, 0, 160);
+    peer_send_te(intruder, port, 0, 2, 1, 5, 1, 320);
+    /* Garbage: short, wrong version, bad CSRC count, unknown payload type, bad padding. */
+    uint8_t junk[200];
+    memset(junk, 0x41, sizeof(junk));
+    peer_send_raw(&l->peer, junk, 5, port);
+    peer_send_raw(&l->peer, junk, sizeof(junk), port); /* version 1 */
+    uint8_t pl[4] = {0};
+    size_t k = mk(junk, 0, 0, 1, 1, l->peer.ssrc, pl, 4);
+    junk[0] = 0x8f; /* 15 CSRCs in a 16-byte packet */
+    peer_send_raw(&l->peer, junk, k, port);
+    k = mk(junk, 0, 96, 1, 1, l->peer.ssrc, pl, 4); /* not negotiated */
+    peer_send_raw(&l->peer, junk, k, port);
+    k = mk(junk, 0, 0, 1, 1, l->peer.ssrc, pl, 4);
+    junk[0] = 0xa0;
+    junk[k - 1] = 200; /* padding longer than the packet */
+    peer_send_raw(&l->peer, junk, k, port);
+    /* The peer goes on talking; the intruder's packets never became frames or digits. */
+    unsigned before = l->peer.received;
+    l->want = before + 10;
+    assert_true(mt_run_until(&l->env, peer_got, l, 5000));
+    cvx_rtp_stats_t st;
+    cvx_rtp_get_stats(l->rtp, &st);
+    assert_int_equal(st.foreign, 7);
+    assert_int_equal(st.malformed, 5);
+    assert_int_equal(l->ev.ndigits, 0);
+    /* The session still sends to the latched peer, not to the intruder. */
+    assert_int_equal(ntohs(l->peer.from.sin_port), port);
+    uint8_t b[1500];
+    assert_true(recv(intruder->fd, b, sizeof(b), MSG_DONTWAIT) < 0);
+    close(intruder->fd);
+    free(intruder);
+    live_close(l);
+    free(l);
+}
+
+static void live_dtmf_sent_rfc4733(void **state)
+{
+    (void)state;
+    live_t *l = malloc(sizeof(*l));
+    live_open(l, 1);
+    assert_int_equal(cvx_rtp_start(l->rtp), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(l->rtp, '5', 100), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(l->rtp, '#', 60), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(l->rtp, 'x', 60), CVX_EINVAL);
+    l->want = 30;
+    assert_true(mt_run_until(&l->env, peer_got, l, 5000));
+    assert_string_equal(l->peer.te_digits, "5#");
+    /* 100 ms: 5 packets, the last an end packet sent three times; 60 ms: 3 + 2 more ends. */
+    assert_int_equal(l->peer.events, 5 + 2 + 3 + 2);
+    assert_int_equal(l->peer.te_ends, 6);
+    assert_true(l->peer.seq_ok);
+    live_close(l);
+    free(l);
+}
+
+/* In-band: the peer sends audio with DTMF tones made by spandsp; the session detects them. */
+typedef struct inband {
+    live_t l;
+    dtmf_tx_state_t *gen;
+} inband_t;
+
+static int inband_step(void *arg)
+{
+    inband_t *ib = arg;
+    unsigned n = peer_read(&ib->l.peer);
+    for (unsigned i = 0; i < n; i++) {
+        int16_t amp[160];
+        int got = dtmf_tx(ib->gen, amp, 160);
+        if (got < 160)
+            memset(amp + (got > 0 ? got : 0), 0, (size_t)(160 - (got > 0 ? got : 0)) * 2);
+        uint8_t pkt[12 + 160];
+        cvx__rtp_put_hdr(pkt, 0, 0, ib->l.peer.seq++, ib->l.peer.ts, ib->l.peer.ssrc);
+        ib->l.peer.ts += 160;
+        for (int j = 0; j < 160; j++)
+            pkt[12 + j] = linear_to_ulaw(amp[j]);
+        peer_send_raw(&ib->l.peer, pkt, sizeof(pkt), cvx_rtp_local_port(ib->l.rtp));
+    }
+    return ib->l.ev.ndigits >= 4;
+}
+
+static void live_inband_dtmf_detected(void **state)
+{
+    (void)state;
+    inband_t *ib = malloc(sizeof(*ib));
+    live_open(&ib->l, 0); /* telephone-event not negotiated */
+    ib->gen = dtmf_tx_init(NULL);
+    dtmf_tx_set_timing(ib->gen, 80, 80);
+    dtmf_tx_put(ib->gen, "1A#9", -1);
+    assert_int_equal(cvx_rtp_start(ib->l.rtp), 0);
+    assert_true(mt_run_until(&ib->l.env, inband_step, ib, 5000));
+    assert_string_equal(ib->l.ev.digits, "1A#9");
+    assert_int_equal(ib->l.ev.last_source, CVX_DTMF_INBAND);
+    dtmf_tx_free(ib->gen);
+    live_close(&ib->l);
+    free(ib);
+}
+
+/* In-band sending: the peer decodes what the session sends and runs spandsp's detector. */
+typedef struct inband_rx {
+    live_t l;
+    dtmf_rx_state_t *det;
+    char got[16];
+} inband_rx_t;
+
+static void peer_digits(void *data, const char *digits, int len)
+{
+    inband_rx_t *ib = data;
+    strncat(ib->got, digits, (size_t)len);
+}
+
+static int inband_rx_step(void *arg)
+{
+    inband_rx_t *ib = arg;
+    uint8_t b[1500];
+    for (;;) {
+        ssize_t r = recv(ib->l.peer.fd, b, sizeof(b), MSG_DONTWAIT);
+        if (r < 0)
+            break;
+        cvx__rtp_hdr_t h;
+        if (cvx__rtp_parse(b, (size_t)r, &h) != 0 || h.pt != 0)
+            continue;
+        int16_t amp[480];
+        for (size_t i = 0; i < h.len; i++)
+            amp[i] = ulaw_to_linear(h.payload[i]);
+        dtmf_rx(ib->det, amp, (int)h.len);
+        ib->l.peer.received++;
+    }
+    return strlen(ib->got) >= 3 && ib->l.peer.received > 60;
+}
+
+static void live_inband_dtmf_sent(void **state)
+{
+    (void)state;
+    inband_rx_t *ib = calloc(1, sizeof(*ib));
+    live_open(&ib->l, 0);
+    ib->det = dtmf_rx_init(NULL, peer_digits, ib);
+    assert_int_equal(cvx_rtp_start(ib->l.rtp), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(ib->l.rtp, '4', 100), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(ib->l.rtp, '*', 100), 0);
+    assert_int_equal(cvx_rtp_send_dtmf(ib->l.rtp, 'D', 100), 0);
+    assert_true(mt_run_until(&ib->l.env, inband_rx_step, ib, 5000));
+    assert_string_equal(ib->got, "4*D");
+    dtmf_rx_free(ib->det);
+    live_close(&ib->l);
+    free(ib);
+}
+
+/* Media timeout: a call (null legs) whose RTP hears nothing is hung up with the media timeout
+ * cause, but not while it is on hold. */
+static int out_hung_up(void *arg)
+{
+    return ((mt_call_t *)arg)->out_ev.hangup > 0;
+}
+
+static void live_media_timeout_not_on_hold(void **state)
+{
+    (void)state;
+    mt_env_t env;
+    mt_call_t call;
+    mt_setup(&env, NULL);
+    mt_call(&env, &call);
+    peer_t peer;
+    peer_open(&peer);
+    cvx_rtp_params_t p = {"127.0.0.1", PORT_MIN, PORT_MAX, 200, 20};
+    cvx_rtp_t *rtp;
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, call.out, &p, &rtp), 0);
+    cvx_rtp_remote_t r;
+    memset(&r, 0, sizeof(r));
+    memcpy(&r.addr, &peer.addr, sizeof(peer.addr));
+    r.codec = CVX_CODEC_PCMA;
+    r.payload_type = 8;
+    r.te_payload_type = 101;
+    assert_int_equal(cvx_rtp_set_remote(rtp, &r), 0);
+    cvx_rtp_hold(rtp, 1);
+    assert_int_equal(cvx_rtp_start(rtp), 0);
+    mt_run_for(&env, 500); /* on hold: no timeout, nothing sent */
+    assert_int_equal(call.out_ev.hangup, 0);
+    uint8_t b[1500];
+    assert_true(recv(peer.fd, b, sizeof(b), MSG_DONTWAIT) < 0);
+    uint64_t t0 = uv_hrtime();
+    cvx_rtp_hold(rtp, 0);
+    assert_true(mt_run_until(&env, out_hung_up, &call, 5000));
+    assert_true(uv_hrtime() - t0 >= 200000000ull);
+    assert_int_equal(call.out_ev.cause, CVX_CAUSE_MEDIA_TIMEOUT);
+    /* PCMA was sent while not on hold. */
+    ssize_t got = recv(peer.fd, b, sizeof(b), MSG_DONTWAIT);
+    assert_int_equal(got, 172);
+    assert_int_equal(b[1] & 0x7f, 8);
+    cvx_rtp_destroy(rtp);
+    close(peer.fd);
+    mt_call_end(&env, &call);
+    mt_teardown(&env);
+}
+
+/* An even port p such that p..p+3 are free on 127.0.0.1 (UDP), from the ephemeral range. */
+static uint16_t free_quad(void)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fds[4] = {-1, -1, -1, -1};
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fds[0] = socket(AF_INET, SOCK_DGRAM, 0);
+        bind(fds[0], (struct sockaddr *)&a, sizeof(a));
+        socklen_t l = sizeof(a);
+        getsockname(fds[0], (struct sockaddr *)&a, &l);
+        uint16_t base = (uint16_t)(ntohs(a.sin_port) & ~1u);
+        close(fds[0]);
+        int ok = base > 1024 && base < 65530;
+        for (int i = 0; i < 4 && ok; i++) {
+            fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+            a.sin_port = htons((uint16_t)(base + i));
+            ok = bind(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0;
+        }
+        for (int i = 0; i < 4; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        if (ok)
+            return base;
+    }
+    fail_msg("no four free consecutive ports");
+    return 0;
+}
+
+static void ports_exhausted_and_reused(void **state)
+{
+    (void)state;
+    mt_env_t env;
+    mt_events_t ev;
+    memset(&ev, 0, sizeof(ev));
+    mt_setup(&env, NULL);
+    cvx_chan_t *c = mt_chan(&env, &ev);
+    /* A range of two pairs holds two sessions; the third is refused.  The range is four
+     * ports the kernel shows free right now. */
+    uint16_t base = free_quad();
+    cvx_rtp_params_t p = {"127.0.0.1", base, (uint16_t)(base + 3), 0, 20};
+    cvx_rtp_t *a, *b, *x;
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &p, &a), 0);
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &p, &b), 0);
+    assert_true(cvx_rtp_local_port(a) != cvx_rtp_local_port(b));
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &p, &x), CVX_EBUSY);
+    uint16_t freed = cvx_rtp_local_port(a);
+    cvx_rtp_destroy(a);
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &p, &x), 0);
+    assert_int_equal(cvx_rtp_local_port(x), freed);
+    assert_int_equal(cvx_rtp_count(), 2);
+    /* Bad parameters. */
+    cvx_rtp_params_t bad = {"not an address", base, (uint16_t)(base + 3), 0, 20};
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &bad, &a), CVX_EINVAL);
+    cvx_rtp_params_t odd = {"127.0.0.1", base, base, 0, 20};
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &odd, &a), CVX_EINVAL);
+    assert_int_equal(cvx_rtp_start(b), CVX_ESTATE); /* no remote yet */
+    cvx_rtp_destroy(b);
+    cvx_rtp_destroy(x);
+    cvx_chan_unref(c);
+    mt_teardown(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +858,13 @@ int main(void)
         cmocka_unit_test(g711_round_trip),
         cmocka_unit_test(rtcp_build_parse),
         cmocka_unit_test(live_send_receive),
+        cmocka_unit_test(live_rfc4733_911_over_the_wire),
+        cmocka_unit_test(live_foreign_and_malformed),
+        cmocka_unit_test(live_dtmf_sent_rfc4733),
+        cmocka_unit_test(live_inband_dtmf_detected),
+        cmocka_unit_test(live_inband_dtmf_sent),
+        cmocka_unit_test(live_media_timeout_not_on_hold),
+        cmocka_unit_test(ports_exhausted_and_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
