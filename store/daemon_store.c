@@ -160,5 +160,7 @@ int cvx_store_register(void)
     int rc = cvx_daemon_add_section(&cvx_store_section, &S);
     if (rc == 0)
         rc = cvx_daemon_add_hooks(&store_hooks);
+    if (rc == 0)
+        rc = store__cmds_register();
     return rc;
 }

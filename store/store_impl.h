@@ -248,6 +248,9 @@ size_t store__idx_key(const char *number, uint64_t received_ms, const char *id, 
 /* audio.c: checks a blob's chunks against its SHA-256 (0, CVX_ECORRUPT or CVX_E*). */
 int store__check_blob(cvx_store_t *st, MDB_txn *txn, const uint8_t sha[32], const blobrec_t *b);
 
+/* cmds.c: registers the shell commands and the mailbox completer (callvoxd only). */
+int store__cmds_register(void);
+
 /* api.c */
 /* Loop: accounting for jobs delivered through st->done. */
 void store__pool_begin(cvx_store_t *st);
