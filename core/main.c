@@ -3,12 +3,18 @@
 
 #include "cvx/daemon.h"
 #include "ctl/ctl.h"
+#include "cvx/store.h"
 
 int main(int argc, char **argv)
 {
     /* The control socket: its [control] section, its start/stop hooks, the core's commands. */
     if (cvx__ctl_setup() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the control socket\n");
+        return 1;
+    }
+    /* The message store (roles system and all): its [store] section, hooks and commands. */
+    if (cvx_store_register() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the message store\n");
         return 1;
     }
     return cvx_daemon_main(argc, argv);
