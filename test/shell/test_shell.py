@@ -19,6 +19,10 @@ import time
 from cvxtest import BUILD, Daemon, main, wait_for
 
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
+# Who runs the tests: root in CI; another user is the daemon's own user here (admin too).
+ME = pwd.getpwuid(os.getuid()).pw_name
+UID = os.getuid()
+WHY = "root" if UID == 0 else "the daemon's own user"
 NULL_LINES = "[null:lines]\nchannels = 4\n"
 
 
@@ -318,8 +322,8 @@ def test_interactive_editing_completion_and_history():
     with started() as d:
         t = Pty(d)
         try:
-            t.read_until(r"Connected to callvoxd \S+ on daemon \(role all\) as root, admin access "
-                         r"\(root\)\.")
+            t.read_until(r"Connected to callvoxd \S+ on daemon \(role all\) as %s, admin access "
+                         r"\(%s\)\." % (re.escape(ME), re.escape(WHY)))
             t.read_until(r"daemon\*> ")
             # Tab completes a unique command word, then an argument from the daemon's objects.
             t.mark()
@@ -379,18 +383,19 @@ def test_attach_mode_shows_the_live_log_at_its_level():
             # Another administrator's reload shows up here, while this prompt waits.
             rc, out, err = x(d, "reload")
             assert rc == 0, err
-            t.read_until(r"\d\d:\d\d:\d\d\.\d{3} notice: reload requested by user root")
+            t.read_until(r"\d\d:\d\d:\d\d\.\d{3} notice: reload requested by user %s" % ME)
             t.read_until(r"notice: reload: 0 changes applied, 0 need a restart")
             t.read_until(r"daemon\*> ")  # the prompt is drawn again below the log lines
             # That client's connection was logged at debug: in the daemon's log, not here.
-            d.wait_log(r"debug: control: user root \(uid 0, pid \d+\) connected", count=2)
+            d.wait_log(r"debug: control: user %s \(uid %d, pid \d+\) connected" % (ME, UID), count=2)
             assert b"connected with admin access" not in t.out, t.out
             # Typing still works, and the level can change from inside the shell.
             t.mark()
             t.type("attach debug\r")
             t.read_until(r"showing the log at level debug")
             x(d, "status")
-            t.read_until(r"debug: control: user root \(uid 0, pid \d+\) connected with admin access")
+            t.read_until(r"debug: control: user %s \(uid %d, pid \d+\) connected with admin access"
+                         % (ME, UID))
             t.type("attach off\r")
             t.read_until(r"log stream stopped")
             t.type("exit\r")
@@ -499,6 +504,23 @@ def test_permissions_with_real_users_and_groups():
             st = os.stat(os.path.join(d.data_dir, "audit.log"))
             assert st.st_mode & 0o777 == 0o640, oct(st.st_mode)
             assert d.stop() == 0
+
+        # A daemon that drops root for its own user: the socket and the audit log were set up
+        # as root before, and still work; the socket is removed at the end.
+        with Daemon(conf, general={"user": "nobody"}) as d:
+            os.chmod(d.dir, 0o755)
+            d.start()
+            d.wait_log(r"running as user nobody")
+            rc, out, err = x(d, "status", user=u_ro)
+            assert rc == 0, (rc, err)
+            rc, out, err = x(d, "log level info", user=u_admin)
+            assert rc == 0, (rc, err)
+            rc, out, err = x(d, "log level info", user="nobody")  # the daemon's own user
+            assert rc == 0, (rc, err)
+            got = wait_for(lambda: len(audit_lines(d)) == 2 and audit_lines(d), what="audit")
+            assert [AUDIT_RX.match(l).group(1) for l in got] == [u_admin, "nobody"], got
+            assert d.stop() == 0
+            assert not os.path.exists(sock_path(d))
     finally:
         for u in (u_admin, u_ro, u_none):
             run_quiet("userdel", u)
@@ -533,10 +555,10 @@ def test_audit_log_records_every_change_and_its_result():
         assert all(lines), audit_lines(d)
         got = [(m.group(1), m.group(2), m.group(4), m.group(5)) for m in lines]
         assert got == [
-            ("root", "0", "log level debug", "ok"),
-            ("root", "0", "reload", "ok"),
-            ("root", "0", "reload", "failed: the configuration has errors; nothing was changed"),
-            ("root", "0", "shutdown", "ok"),
+            (ME, str(UID), "log level debug", "ok"),
+            (ME, str(UID), "reload", "ok"),
+            (ME, str(UID), "reload", "failed: the configuration has errors; nothing was changed"),
+            (ME, str(UID), "shutdown", "ok"),
         ], got
         assert not os.path.exists(sock_path(d)), "the socket was left behind"
 
@@ -595,7 +617,7 @@ def test_graceful_shutdown_from_the_shell():
         rc, out, err = x(d, "shutdown graceful")
         assert rc == 0 and out == "shutting down gracefully: waiting for 0 calls to end\n", out
         assert d.proc.wait(20) == 0
-        assert "notice: shutdown (graceful) requested by user root" in d.log()
+        assert "notice: shutdown (graceful) requested by user %s" % ME in d.log()
     # With a call up, a graceful shutdown waits for it up to drain_timeout.
     conf = NULL_LINES + "[echo]\nnumber = 600\n"
     with started(conf, general={"drain_timeout": "300ms"}) as d:
@@ -626,8 +648,8 @@ def test_garbage_flood_stalled_and_deaf_clients_are_cut_off_alone():
         bad = Raw(d)
         bad.s.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert bad.goodbye() == "protocol error: frame of 1195725856 bytes exceeds the limit of 4096"
-        d.wait_log(r"warning: control: cut off client pid %d \(user root\): protocol error: frame "
-                   r"of 1195725856 bytes exceeds the limit of 4096" % os.getpid())
+        d.wait_log(r"warning: control: cut off client pid %d \(user %s\): protocol error: frame "
+                   r"of 1195725856 bytes exceeds the limit of 4096" % (os.getpid(), ME))
         check_still_serving(d, good)
 
         # A frame type nobody knows, and a NUL inside a command.
@@ -676,8 +698,8 @@ def test_a_client_that_never_reads_is_cut_off_alone():
                 bad.s.sendall(req)
             except (BrokenPipeError, ConnectionResetError):
                 break
-        d.wait_log(r"control: cut off client pid %d \(user root\): not reading its replies: more "
-                   r"than 65536 bytes unsent" % os.getpid())
+        d.wait_log(r"control: cut off client pid %d \(user %s\): not reading its replies: more "
+                   r"than 65536 bytes unsent" % (os.getpid(), ME))
         assert bad.goodbye() is None  # its socket was full: no room for a goodbye
         check_still_serving(d, good)
         good.close()
@@ -718,7 +740,7 @@ def test_a_shell_that_does_not_keep_up_loses_log_lines_not_the_daemon():
         read_until(lambda t: notes > 0)
         # Once it has caught up, new lines reach it again.
         assert x(d, "log level info")[0] == 0
-        read_until(lambda t: t == "notice: log level changed from info to info by user root")
+        read_until(lambda t: t == "notice: log level changed from info to info by user %s" % ME)
         assert shown > 1 and missed > 0, (shown, missed)
         print("  log lines shown %d, missed and counted %d" % (shown, missed))
         slow.close()
@@ -734,8 +756,8 @@ def test_too_many_clients_are_told_so():
         third.s, third.buf = c, b""
         assert third.goodbye() == ("too many connections: the daemon serves at most max_clients "
                                    "at once")
-        d.wait_log(r"warning: control: refused pid %d \(uid 0\): already 2 clients \(max_clients\)"
-                   % os.getpid())
+        d.wait_log(r"warning: control: refused pid %d \(uid %d\): already 2 clients "
+                   r"\(max_clients\)" % (os.getpid(), UID))
         a.close()
         # Once a leaves, there is room again.
         wait_for(lambda: "control:  1 client " in b.command("status")[1], what="a free slot")
