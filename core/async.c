@@ -16,9 +16,16 @@ static cvx_async_job_t *take_all(cvx_async_queue_t *q)
     return jobs;
 }
 
+/* The queue whose jobs this thread is running.  A job that closes its own queue must not
+ * start a second, nested drain: that would run jobs posted later before the rest of the
+ * current batch.  The drain under way takes them, in order. */
+static __thread cvx_async_queue_t *draining;
+
 static void run_all(cvx_async_queue_t *q)
 {
+    cvx_async_queue_t *outer = draining;
     cvx_async_job_t *job;
+    draining = q;
     while ((job = take_all(q)) != NULL) {
         while (job != NULL) {
             cvx_async_job_t *next = job->next;
@@ -27,6 +34,7 @@ static void run_all(cvx_async_queue_t *q)
             job = next;
         }
     }
+    draining = outer;
 }
 
 static void on_async(uv_async_t *h)
@@ -78,7 +86,8 @@ static void on_close(uv_handle_t *h)
 
 void cvx_async_queue_close(cvx_async_queue_t *q, void (*on_closed)(cvx_async_queue_t *q))
 {
-    run_all(q);
+    if (draining != q)
+        run_all(q);
     q->on_closed = on_closed;
     uv_close((uv_handle_t *)&q->async, on_close);
 }

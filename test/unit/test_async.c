@@ -202,12 +202,53 @@ static void test_post_from_a_job(void **state)
     assert_int_equal(uv_loop_close(&c.loop), 0);
 }
 
+/* A job that posts another and then closes the queue, with one more job behind it in the
+ * same batch: every job still runs, in posting order, before the close completes. */
+static job_t batch[3];
+static int batch_order[3], batch_n;
+
+static void run_batch(cvx_async_job_t *j)
+{
+    job_t *job = (job_t *)j;
+    batch_order[batch_n++] = job->seq;
+    assert_int_equal(cur->closed, 0);
+    if (job->seq == 0) {
+        batch[2].seq = 2;
+        cvx_async_queue_post(&cur->q, &batch[2].job, run_batch);
+        cvx_async_queue_close(&cur->q, on_closed);
+    }
+}
+
+static void test_close_from_a_job(void **state)
+{
+    (void)state;
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    cur = &c;
+    batch_n = 0;
+    assert_int_equal(cvx_loop_init(&c.loop), 0);
+    assert_int_equal(cvx_async_queue_init(&c.loop, &c.q), 0);
+    batch[0].seq = 0;
+    batch[1].seq = 1;
+    cvx_async_queue_post(&c.q, &batch[0].job, run_batch);
+    cvx_async_queue_post(&c.q, &batch[1].job, run_batch);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    assert_int_equal(batch_n, 3);
+    assert_int_equal(batch_order[0], 0);
+    assert_int_equal(batch_order[1], 1);
+    assert_int_equal(batch_order[2], 2);
+    assert_int_equal(c.q.drained, 3);
+    assert_int_equal(c.closed, 1);
+    assert_int_equal(uv_loop_close(&c.loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_threads),
         cmocka_unit_test(test_close_runs_queued),
         cmocka_unit_test(test_post_from_a_job),
+        cmocka_unit_test(test_close_from_a_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -629,6 +629,23 @@ static void test_events_after_hangup_ignored(void **state)
     assert_int_equal(cvx_chan_state(f->out[0].chan), CVX_CHAN_ENDED);
 }
 
+static void test_transfer_without_room(void **state)
+{
+    fx_t *f = *state;
+    /* Two channels: the call fills them, so a transfer has no leg for the new call.  It is
+     * refused and the call goes on as before. */
+    call_up(f, &f->out[0]);
+    assert_int_equal(cvx_chan_transfer(f->in[0].chan, "4000", 0), CVX_EBUSY);
+    assert_int_equal(cvx_chan_send_dtmf(f->out[0].chan, '7', 60), 0);
+    RUN_UNTIL(f, strlen(f->in[0].dtmf) == 1);
+    assert_string_equal(f->in[0].dtmf, "7");
+    settle(f);
+    assert_int_equal(f->nin, 1);
+    assert_string_equal(f->in[0].events, "D");
+    assert_string_equal(f->out[0].events, "A");
+    assert_int_equal(cvx_chan_count(), 2);
+}
+
 int main(void)
 {
     cvx_log_set_level(CVX_LOG_WARN);
@@ -646,6 +663,8 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_hangup_before_delayed_answer, setup_app,
                                                  teardown, (void *)CONF_DELAY),
         cmocka_unit_test_setup_teardown(test_events_after_hangup_ignored, setup_app, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_transfer_without_room, setup_app, teardown,
+                                                 (void *)"[null:a]\nchannels = 2\n"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

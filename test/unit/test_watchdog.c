@@ -118,20 +118,20 @@ static void test_resync(void **state)
     cvx_watchdog_t wd;
     uv_timer_t t;
     assert_int_equal(cvx_loop_init(&loop), 0);
-    assert_int_equal(cvx_watchdog_start(&wd, &loop, 20), 0);
+    assert_int_equal(cvx_watchdog_start(&wd, &loop, 50), 0);
     assert_int_equal(uv_timer_init(&loop, &t), 0);
     run_once_more(&loop, &t);
     assert_int_equal(wd.stalls, 0);
 
     /* Time spent outside the wait that the idle metric does not see is counted as work ... */
-    spin(40 * MS);
+    spin(80 * MS);
     run_once_more(&loop, &t);
     assert_int_equal(wd.stalls, 1);
     assert_string_equal(wd.worst[0].what, "unmarked work");
-    assert_true(wd.worst[0].busy_ns >= 40 * MS);
+    assert_true(wd.worst[0].busy_ns >= 80 * MS);
 
     /* ... unless the measurement is restarted first, as signal callbacks do. */
-    spin(40 * MS);
+    spin(80 * MS);
     cvx_watchdog_resync(&wd);
     uint64_t iterations = wd.iterations;
     run_once_more(&loop, &t);
