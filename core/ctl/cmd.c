@@ -150,6 +150,9 @@ struct cvx_cmd_req {
     size_t nrows, rows_cap;
     cvx__cmd_done_fn done;
     void *done_arg;
+    int in_handler;     /* the handler is running */
+    int finished_early; /* it called cvx_cmd_finish() before returning */
+    int early_rc;
 };
 
 static void req_free(cvx_cmd_req_t *r)
@@ -811,6 +814,13 @@ static void deliver(cvx_cmd_req_t *r, int status, const char *error)
 
 void cvx_cmd_finish(cvx_cmd_req_t *req, int rc)
 {
+    if (req->in_handler) {
+        /* Finished from inside the handler (a completion that came at once): the reply goes
+         * out when the handler returns, whatever it returns. */
+        req->finished_early = 1;
+        req->early_rc = rc;
+        return;
+    }
     const char *err = NULL;
     if (rc != 0)
         err = req->error != NULL ? req->error : cvx_strerror(rc);
@@ -887,8 +897,12 @@ void cvx__cmd_run(const char *line, int json, const cvx__ctl_peer_t *peer, cvx__
         req_free(r);
         return;
     }
+    r->in_handler = 1;
     int rc = r->cmd->handler(r);
-    if (rc == CVX_CMD_PENDING) {
+    r->in_handler = 0;
+    if (r->finished_early)
+        rc = r->early_rc;
+    else if (rc == CVX_CMD_PENDING) {
         *pending = r;
         return;
     }
@@ -934,11 +948,10 @@ int cvx__cmd_help(cvx_cmd_req_t *req)
         return CVX_ENOTFOUND;
     }
     qsort(l.v, (size_t)l.n, sizeof(l.v[0]), cmp_cmd);
-    int exact = l.n == 1 || (topic != NULL && strcmp(l.v[0]->name, topic) == 0 && l.n == 1);
-    if (topic != NULL && strcmp(l.v[0]->name, topic) == 0)
-        exact = 1;
+    /* One command is explained in full: the one named, or the only one the words start. */
+    int exact = topic != NULL && (l.n == 1 || strcmp(l.v[0]->name, topic) == 0);
     cvx_cmd_json_array(req, "commands");
-    if (exact && topic != NULL) {
+    if (exact) {
         const cvx_cmd_t *c = l.v[0];
         cvx_cmd_printf(req, "usage: %s\n", cvx__cmd_usage(c));
         cvx_cmd_printf(req, "%s%s\n", c->summary ? c->summary : "",
@@ -973,7 +986,7 @@ int cvx__cmd_help(cvx_cmd_req_t *req)
         cvx_cmd_printf(req, "Type 'help <command>' for details.\n");
     }
     for (int i = 0; i < l.n; i++) {
-        if (exact && topic != NULL && i > 0)
+        if (exact && i > 0)
             break;
         cvx_cmd_json_object(req, NULL);
         cvx_cmd_json_str(req, "name", l.v[i]->name);

@@ -657,6 +657,74 @@ static int cmd_call_hangup(cvx_cmd_req_t *req)
     return rc;
 }
 
+/* --- debug wait: a command that finishes later ------------------------------------------ */
+
+/* "debug wait <ms>" answers after a timer: it exercises, through the real socket, the path the
+ * store's commands take (CVX_CMD_PENDING, then cvx_cmd_finish()).  Hidden from "help". */
+typedef struct waiter {
+    uv_timer_t timer;
+    cvx_cmd_req_t *req;
+    uint64_t ms;
+    struct waiter *next;
+} waiter_t;
+
+static waiter_t *waiters;
+
+static void waiter_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void waiter_end(waiter_t *w, int rc)
+{
+    for (waiter_t **p = &waiters; *p != NULL; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    if (rc == 0)
+        cvx_cmd_printf(w->req, "waited %llu ms\n", (unsigned long long)w->ms);
+    else
+        cvx_cmd_error(w->req, "debug wait: the daemon is stopping");
+    cvx_cmd_json_uint(w->req, "waited_ms", w->ms);
+    cvx_cmd_finish(w->req, rc);
+    uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    waiter_end(t->data, 0);
+}
+
+static int cmd_debug_wait(cvx_cmd_req_t *req)
+{
+    char *end = NULL;
+    const char *arg = cvx_cmd_arg(req, 0);
+    long long ms = strtoll(arg, &end, 10);
+    if (end == arg || *end != '\0' || ms < 1 || ms > 60000) {
+        cvx_cmd_error(req, "debug wait: '%s' is not a number of milliseconds (1..60000)", arg);
+        return CVX_EINVAL;
+    }
+    waiter_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return CVX_ENOMEM;
+    w->req = req;
+    w->ms = (uint64_t)ms;
+    w->timer.data = w;
+    uv_timer_init(cvx_daemon_loop(), &w->timer);
+    uv_timer_start(&w->timer, on_wait_timer, (uint64_t)ms, 0);
+    w->next = waiters;
+    waiters = w;
+    return CVX_CMD_PENDING;
+}
+
+void cvx__core_cmds_stop(void)
+{
+    while (waiters != NULL)
+        waiter_end(waiters, CVX_ECLOSED);
+}
+
 /* --- the table ------------------------------------------------------------------------- */
 
 static const cvx_cmd_t core_cmds[] = {
@@ -753,6 +821,14 @@ static const cvx_cmd_t core_cmds[] = {
      "Hang up a call",
      "Hangs up one call in progress (normal clearing), whichever flow owns it.",
      cmd_call_hangup,
+     NULL},
+    {"debug wait",
+     {{"ms", 0, NULL, NULL, "milliseconds, 1..60000"}},
+     CVX_CMD_READONLY | CVX_CMD_HIDDEN,
+     "Answer after a delay",
+     "Answers 'waited N ms' after N milliseconds without holding up the daemon: a test of "
+     "commands that finish later. This client's next commands wait for it; others do not.",
+     cmd_debug_wait,
      NULL},
     {"shutdown",
      {{"graceful", CVX_CMD_ARG_OPTIONAL, graceful_word, NULL,

@@ -52,6 +52,8 @@ int cvx__cmd_help(cvx_cmd_req_t *req);
 
 /* The core's own commands and completion kinds (core_cmds.c). */
 int cvx__core_cmds_register(void);
+/* Ends the core's commands still pending (at shutdown). */
+void cvx__core_cmds_stop(void);
 void cvx__core_complete(cvx_cmd_comp_t *c, const char *kind, const char *prefix);
 
 /* Audit log (audit.c): opened at start as root; lines are appended off the loop thread. */

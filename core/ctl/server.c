@@ -807,6 +807,7 @@ fail_audit:
 
 static void ctl_stop(void)
 {
+    cvx__core_cmds_stop();
     while (S.clients != NULL)
         goodbye(S.clients, "the daemon is stopping");
     if (S.sink_added)

@@ -91,6 +91,15 @@ static int h_later(cvx_cmd_req_t *req)
     return CVX_CMD_PENDING;
 }
 
+/* A completion that comes at once, before the handler returns. */
+static int h_at_once(cvx_cmd_req_t *req)
+{
+    cvx_cmd_printf(req, "tried\n");
+    cvx_cmd_error(req, "store full");
+    cvx_cmd_finish(req, CVX_EFULL);
+    return CVX_CMD_PENDING;
+}
+
 static const char *const levels[] = {"low", "high", NULL};
 static const char *const force[] = {"force", NULL};
 
@@ -114,6 +123,7 @@ static const cvx_cmd_t table[] = {
     {"test plain", {{0}}, CVX_CMD_READONLY, "Plain", "Fails plainly.", h_fail_plain, NULL},
     {"test table", {{0}}, CVX_CMD_READONLY, "Table", "A table.", h_table, NULL},
     {"test later", {{"what", 0, NULL, NULL, "w"}}, 0, "Later", "Finishes later.", h_later, NULL},
+    {"test at once", {{0}}, 0, "At once", "Finishes inside.", h_at_once, NULL},
     {"help",
      {{"command", CVX_CMD_ARG_OPTIONAL | CVX_CMD_ARG_REST, NULL, "command", "c"}},
      CVX_CMD_READONLY,
@@ -170,11 +180,11 @@ static void mistakes_name_what_was_expected(void **state)
     r = run("test bogus x", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "unknown command 'test bogus'; after 'test' expected one of: "
-                                "echo, fail, later, plain, set, table\n");
+                                "at, echo, fail, later, plain, set, table\n");
     r = run("test", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "incomplete command 'test'; expected 'test' followed by one "
-                                "of: echo, fail, later, plain, set, table\n");
+                                "of: at, echo, fail, later, plain, set, table\n");
     r = run("test set", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "'test set' needs <level> (usage: test set <level> [force])\n");
@@ -260,6 +270,11 @@ static void a_handler_may_finish_later(void **state)
     cvx__cmd_detach(pending);
     cvx_cmd_finish(held, CVX_EFULL);
     assert_int_equal(r2.calls, 0);
+
+    /* Finished inside the handler: one reply, that result. */
+    reply_t r3 = run("test at once", 0, &admin);
+    assert_int_equal(r3.status, CVX__CTL_FAILED);
+    assert_string_equal(r3.body, "tried\nstore full\n");
 }
 
 static void registration_rules(void **state)
@@ -303,7 +318,7 @@ static void completion_offers_words_choices_and_objects(void **state)
     assert_string_equal(m, "test\n");
     free(m);
     m = cvx__cmd_complete("test ");
-    assert_string_equal(m, "echo\nfail\nlater\nplain\nset\ntable\n");
+    assert_string_equal(m, "at\necho\nfail\nlater\nplain\nset\ntable\n");
     free(m);
     m = cvx__cmd_complete("test set h");
     assert_string_equal(m, "high\n");

@@ -612,6 +612,39 @@ def test_show_calls_lists_live_calls_and_call_hangup_ends_them():
         assert d.stop() == 0
 
 
+def test_a_command_that_finishes_later_holds_only_its_own_client():
+    with started() as d:
+        a, b = Raw(d), Raw(d)
+        a.send(b"Q", b"\x00debug wait 1500")  # answers from a timer (CVX_CMD_PENDING)
+        a.send(b"Q", b"\x00status")           # queued behind it
+        # Another client is served meanwhile, while a still has nothing.
+        status, text = b.command("show drivers")
+        assert status == 0 and "null:lines" in text
+        assert not select.select([a.s], [], [], 0)[0], "a was answered before its wait ended"
+        assert a.frame(b"R", timeout=20) == b"\x00waited 1500 ms\n"
+        status = a.frame(b"R")
+        assert status.startswith(b"\x00callvoxd "), status
+        # A client that leaves in the middle: its request ends silently, nothing breaks.
+        c = Raw(d)
+        c.send(b"Q", b"\x00debug wait 100")
+        c.close()
+        b.send(b"Q", b"\x00debug wait 300")  # ends after c's would have
+        assert b.frame(b"R") == b"\x00waited 300 ms\n"
+        assert b.command("status")[0] == 0
+        rc, out, err = x(d, "debug wait soon")
+        assert (rc, err) == (1, "debug wait: 'soon' is not a number of milliseconds "
+                                "(1..60000)\n"), (rc, err)
+        # Stopping the daemon ends what is still pending, with a reply, then says goodbye.
+        e = Raw(d)
+        e.send(b"Q", b"\x00debug wait 60000")
+        assert x(d, "shutdown")[0] == 0
+        assert e.frame(b"R") == b"\x01debug wait: the daemon is stopping\n"
+        assert e.goodbye() == "the daemon is stopping"
+        assert d.proc.wait(20) == 0
+        for r in (a, b, e):
+            r.close()
+
+
 def test_graceful_shutdown_from_the_shell():
     with started() as d:
         rc, out, err = x(d, "shutdown graceful")
@@ -830,6 +863,7 @@ if __name__ == "__main__":
         test_permissions_with_real_users_and_groups,
         test_audit_log_records_every_change_and_its_result,
         test_show_calls_lists_live_calls_and_call_hangup_ends_them,
+        test_a_command_that_finishes_later_holds_only_its_own_client,
         test_graceful_shutdown_from_the_shell,
         test_garbage_flood_stalled_and_deaf_clients_are_cut_off_alone,
         test_a_client_that_never_reads_is_cut_off_alone,

@@ -31,6 +31,8 @@
  * CVX_CMD_PENDING: it will finish later, on the loop thread, with cvx_cmd_finish() (the
  * store's commands finish after a writer-thread commit).  The request stays valid until
  * cvx_cmd_finish() even if the client goes away meanwhile (its output is then discarded).
+ * Calling cvx_cmd_finish() from inside the handler (a completion that came at once) is
+ * allowed: that result wins over the handler's return value.
  * While a request is pending, that client's next commands wait; other clients are served.
  *
  * Thread: everything here runs on the loop thread.  Handlers must not block (no fsync, no
