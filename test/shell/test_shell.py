@@ -361,13 +361,22 @@ def test_interactive_editing_completion_and_history():
             t.mark()
             t.type("show me\r")
             t.read_until(r"unknown command 'show me'; after 'show' expected one of")
+            # The shell's own commands complete too, and 'help' names them.
+            t.mark()
+            t.type("at\t")
+            t.read_until(r"tach ")
+            t.type("no\t\r")
+            t.read_until(r"showing the log at level notice")
+            t.type("help\r")
+            t.read_until(r"In this shell: attach <level>\|off \(the live log\), exit or quit\.")
             t.type("exit\r")
             assert t.wait() == 0
             hist = open(os.path.join(t.home, ".callvox_history")).read()
             # libedit's format: "_HiStOrY_V2_", then one line per entry with blanks as \040.
             assert hist.splitlines() == ["_HiStOrY_V2_", r"show\040drivers",
                                          r"show\040config\040null:lines.channels",
-                                         r"log\040level\040debug", r"show\040me", "exit"], hist
+                                         r"log\040level\040debug", r"show\040me",
+                                         r"attach\040notice", "help", "exit"], hist
         finally:
             t.kill()
         assert d.stop() == 0

@@ -342,9 +342,24 @@ static unsigned char complete_fn(EditLine *el, int ch)
     char *list = strndup((const char *)f.payload, f.len);
     char *cands[512];
     int n = 0;
-    for (char *s = list, *save = NULL, *tok; (tok = strtok_r(s, "\n", &save)) != NULL && n < 512;
+    for (char *s = list, *save = NULL, *tok; (tok = strtok_r(s, "\n", &save)) != NULL && n < 500;
          s = NULL)
         cands[n++] = tok;
+    /* This shell's own commands. */
+    static const char *const local_words[] = {"attach", "exit", "quit"};
+    static const char *const attach_words[] = {"error", "warning", "notice", "info",
+                                               "debug", "trace",   "off"};
+    const char *first_end = strpbrk(line, " \t");
+    if (first_end == NULL) {
+        for (size_t i = 0; i < 3; i++)
+            if (strncmp(local_words[i], word, wl) == 0)
+                cands[n++] = (char *)local_words[i];
+    } else if (strncmp(line, "attach", 6) == 0 && first_end == line + 6 &&
+               strpbrk(first_end + strspn(first_end, " \t"), " \t") == NULL) {
+        for (size_t i = 0; i < 7; i++)
+            if (strncmp(attach_words[i], word, wl) == 0)
+                cands[n++] = (char *)attach_words[i];
+    }
     unsigned char ret = CC_REFRESH;
     if (n == 0) {
         ret = CC_REFRESH_BEEP;
@@ -437,6 +452,8 @@ static int interactive(void)
             history(C.hist, &ev, H_ENTER, p);
             int rc = local_command(p, &quit);
             status = rc >= 0 ? rc : run_command(p);
+            if (strcmp(p, "help") == 0)
+                printf("In this shell: attach <level>|off (the live log), exit or quit.\n");
         }
         free(line);
     }
