@@ -358,6 +358,31 @@ static void help_lists_and_explains(void **state)
     assert_string_equal(r.body, "help: no command is called 'nothing' or starts with it\n");
 }
 
+/* Any line made of known and unknown words gets exactly one reply with a known status. */
+static void random_lines_always_get_one_reply(void **state)
+{
+    (void)state;
+    static const char *const vocab[] = {"test", "echo",  "set",     "low",   "high", "force",
+                                        "fail", "table", "help",    "plain", "at",   "once",
+                                        "x",    "\"",    "\"a b\"", "",      "  ",   "1001"};
+    uint32_t seed = 42;
+    for (int round = 0; round < 5000; round++) {
+        char line[256] = "";
+        int words = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+        for (int i = 0; i < words; i++) {
+            seed = seed * 1103515245u + 12345u;
+            strcat(line, vocab[(seed >> 16) % (sizeof(vocab) / sizeof(vocab[0]))]);
+            strcat(line, " ");
+        }
+        for (int json = 0; json < 2; json++) {
+            reply_t r = run(line, json, round % 2 ? &admin : &viewer);
+            assert_true(r.status >= CVX__CTL_OK && r.status <= CVX__CTL_DENIED);
+            if (r.status != CVX__CTL_OK)
+                assert_true(r.body[0] != '\0');
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(completion_offers_words_choices_and_objects, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(help_lists_and_explains, setup, teardown),
+        cmocka_unit_test_setup_teardown(random_lines_always_get_one_reply, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,69 @@ static void lines_split_into_words(void **state)
     assert_string_equal(err, "too many words (at most 8)");
 }
 
+/* A small deterministic generator, so that a failure repeats. */
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(void)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return rnd_state >> 8;
+}
+
+static void random_bytes_never_break_the_decoder(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2000; round++) {
+        cvx__ctl_dec_t d;
+        cvx__ctl_dec_init(&d, 1 + rnd() % 300, rnd() % 1000);
+        uint8_t chunk[700];
+        int dead = 0;
+        for (int i = 0; i < 20 && !dead; i++) {
+            size_t n = rnd() % sizeof(chunk);
+            for (size_t k = 0; k < n; k++)
+                chunk[k] = (uint8_t)(rnd() % 4 == 0 ? 0 : rnd());
+            if (cvx__ctl_dec_feed(&d, chunk, n) != 0) {
+                assert_true(cvx__ctl_dec_held(&d) + n > d.max_buffer);
+                continue;
+            }
+            assert_true(cvx__ctl_dec_held(&d) <= d.max_buffer);
+            cvx__ctl_frame_t f;
+            int rc;
+            while ((rc = cvx__ctl_dec_next(&d, &f)) == 1)
+                assert_true(f.len + 1 <= d.max_body);
+            if (rc < 0) {
+                assert_int_equal(rc, CVX_EPROTO);
+                assert_true(d.error[0] != '\0');
+                dead = 1;
+            }
+        }
+        cvx__ctl_dec_free(&d);
+    }
+}
+
+static void random_lines_split_within_their_buffer(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "ab \t\"\\x";
+    for (int round = 0; round < 20000; round++) {
+        char line[64];
+        size_t n = rnd() % (sizeof(line) - 1);
+        for (size_t k = 0; k < n; k++)
+            line[k] = alphabet[rnd() % (sizeof(alphabet) - 1)];
+        line[n] = '\0';
+        char *buf = malloc(n + 1); /* exactly what the contract asks for */
+        char *w[64], err[64];
+        int rc = cvx__ctl_split(line, buf, w, 64, err, sizeof(err));
+        if (rc < 0) {
+            assert_int_equal(rc, CVX_EPARSE);
+            assert_string_equal(err, "unterminated quote");
+        } else {
+            for (int i = 0; i < rc; i++)
+                assert_true(w[i] >= buf && w[i] + strlen(w[i]) < buf + n + 1);
+        }
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +233,8 @@ int main(void)
         cmocka_unit_test(garbage_is_a_protocol_error),
         cmocka_unit_test(flood_is_refused_without_buffering_it),
         cmocka_unit_test(lines_split_into_words),
+        cmocka_unit_test(random_bytes_never_break_the_decoder),
+        cmocka_unit_test(random_lines_split_within_their_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
