@@ -306,6 +306,35 @@ void cvx__drv_destroy_all(void)
     instances = NULL;
 }
 
+/* Exchanges one option's value (and the ownership of its strings) between two bound structs. */
+static void swap_option(const cvx_option_t *o, void *a, void *b)
+{
+    size_t size;
+    switch (o->type) {
+    case CVX_OPT_BOOL:
+    case CVX_OPT_ENUM:
+        size = sizeof(int);
+        break;
+    case CVX_OPT_INT:
+    case CVX_OPT_DURATION:
+        size = sizeof(long long);
+        break;
+    case CVX_OPT_STRING:
+        size = sizeof(char *);
+        break;
+    case CVX_OPT_LIST:
+        size = sizeof(cvx_strlist_t);
+        break;
+    default:
+        return;
+    }
+    char tmp[sizeof(cvx_strlist_t)];
+    char *pa = (char *)a + o->offset, *pb = (char *)b + o->offset;
+    memcpy(tmp, pa, size);
+    memcpy(pa, pb, size);
+    memcpy(pb, tmp, size);
+}
+
 int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart, cvx_diag_t *report)
 {
     /* First bind every instance's new section, so that an error changes nothing. */
@@ -349,8 +378,13 @@ int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart, 
         }
         int (*op)(void *, const void *) = CVX_OP(i->ops, reload);
         if (changed_reloadable && op != NULL && op(i->priv, nconf[k]) == 0) {
-            /* The driver took the new values; they become the ones shown. */
+            /* The driver took the new reloadable values; they become the ones shown.  The
+             * others keep their running values: they still need a restart, and say so again
+             * at the next reload. */
             *applied += (unsigned)changed_reloadable;
+            for (const cvx_option_t *o = i->def.options; o->name != NULL; o++)
+                if (!(o->flags & CVX_OPT_RELOADABLE))
+                    swap_option(o, i->conf, nconf[k]);
             void *old = i->conf;
             i->conf = nconf[k];
             nconf[k] = old;

@@ -646,6 +646,108 @@ static void test_transfer_without_room(void **state)
     assert_int_equal(cvx_chan_count(), 2);
 }
 
+static void test_reload(void **state)
+{
+    fx_t *f = *state;
+    cvx_diag_t d = {0};
+    unsigned applied = 0, restart = 0;
+    const char *text = "[null:a]\nmwi_result = fail\nchannels = 3\n[null:f]\nmwi_result = fail\n"
+                       "[null:s]\nmwi_result = silent\n";
+    for (int round = 0; round < 2; round++) {
+        /* The same new file twice: the reloadable change is applied once; the other one is
+         * reported as needing a restart both times, and never shown as applied. */
+        cvx_conf_t *c2 = cvx_conf_new();
+        assert_int_equal(cvx_conf_parse(c2, "null.conf", text, &d), 0);
+        applied = restart = 0;
+        assert_int_equal(cvx__drv_reload_all(c2, &applied, &restart, &d), 0);
+        assert_int_equal(applied, round == 0 ? 1 : 0);
+        assert_int_equal(restart, 1);
+        assert_int_equal(d.n, round == 0 ? 2 : 1);
+        assert_string_equal(d.msgs[0], "[null:a] channels = 3: needs a restart");
+        if (round == 0)
+            assert_string_equal(d.msgs[1], "[null:a] mwi_result = fail: applied");
+        cvx_diag_clear(&d);
+        cvx_conf_free(c2);
+    }
+
+    /* A removed instance and a new one need a restart; an error changes nothing. */
+    cvx_conf_t *c3 = cvx_conf_new();
+    assert_int_equal(cvx_conf_parse(c3, "null.conf",
+                                    "[null:a]\nmwi_result = fail\n[null:s]\nmwi_result = "
+                                    "silent\n[null:b]\n",
+                                    &d),
+                     0);
+    applied = restart = 0;
+    assert_int_equal(cvx__drv_reload_all(c3, &applied, &restart, &d), 0);
+    assert_int_equal(applied, 0);
+    /* null:a runs with 8 channels still, which is what this file says: nothing to do. */
+    assert_int_equal(restart, 2);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.msgs[0], "[null:f] was removed: needs a restart");
+    assert_string_equal(d.msgs[1], "[null:b] is new: needs a restart");
+    cvx_diag_clear(&d);
+    cvx_conf_free(c3);
+
+    cvx_conf_t *c4 = cvx_conf_new();
+    assert_int_equal(cvx_conf_parse(c4, "null.conf",
+                                    "[null:a]\nmwi_result = ok\n[null:f]\nmwi_result = maybe\n"
+                                    "[null:s]\n",
+                                    &d),
+                     0);
+    applied = restart = 0;
+    assert_int_equal(cvx__drv_reload_all(c4, &applied, &restart, &d), CVX_EINVAL);
+    assert_int_equal(applied, 0);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(
+        d.msgs[0], "null.conf:4: [null:f] mwi_result: 'maybe' is not one of: ok, fail, silent");
+    cvx_diag_clear(&d);
+    cvx_conf_free(c4);
+    /* null:a still fails MWI requests, as the last good reload said. */
+    cvx_mwi_req_t req = {9, "200", "200@pbx", 1, 1, 0, 0, 0};
+    assert_int_equal(cvx_drv_inst_set_mwi(f->inst, &req), 0);
+    settle(f);
+    assert_int_equal(f->mwi[f->nmwi - 1].id, 9);
+    assert_int_equal(f->mwi[f->nmwi - 1].err, CVX_EIO);
+}
+
+static void test_create_errors(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    cvx__module_t mod;
+    memset(&mod, 0, sizeof(mod));
+    assert_int_equal(cvx_loop_init(&loop), 0);
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/null.so", getenv("CVX_MODULE_DIR"));
+    assert_int_equal(cvx__module_open(&mod, path), 0);
+    cvx_conf_t *conf = cvx_conf_new();
+    cvx_module_env_t env = {&loop, CVX_ROLE_ALL, conf, ""};
+    assert_int_equal(cvx__module_load(&mod, &env), 0);
+    cvx_diag_t d = {0};
+    assert_int_equal(cvx_conf_parse(conf, "null.conf",
+                                    "[null]\nchannels = 2\n[null:a]\nchannels = 0\n"
+                                    "[null:b]\nringing = yes\n[null:c]\n",
+                                    &d),
+                     0);
+    assert_int_equal(cvx__drv_create_all(&mod, conf, &loop, &d), CVX_EINVAL);
+    assert_int_equal(d.n, 3);
+    assert_string_equal(d.msgs[0], "null.conf:1: [null] needs an instance name: [null:NAME]");
+    assert_string_equal(d.msgs[1], "null.conf:4: [null:a] channels: 0 is out of range (1..100000)");
+    assert_string_equal(d.msgs[2], "null.conf:6: [null:b] unknown key 'ringing'");
+    cvx_diag_clear(&d);
+    /* Only the good one exists, and every section was looked at. */
+    assert_null(cvx_drv_inst_find("null:a"));
+    assert_null(cvx_drv_inst_find("null:b"));
+    assert_non_null(cvx_drv_inst_find("null:c"));
+    assert_int_equal(cvx_conf_check_unclaimed(conf, &d), 0);
+    cvx__drv_destroy_all();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cvx__module_close(&mod);
+    free(mod.path);
+    cvx_conf_free(conf);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     cvx_log_set_level(CVX_LOG_WARN);
@@ -665,6 +767,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_after_hangup_ignored, setup_app, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_transfer_without_room, setup_app, teardown,
                                                  (void *)"[null:a]\nchannels = 2\n"),
+        cmocka_unit_test_prestate_setup_teardown(test_reload, setup_noapp, teardown,
+                                                 (void *)CONF_MWI),
+        cmocka_unit_test(test_create_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
