@@ -361,6 +361,16 @@ def test_interactive_editing_completion_and_history():
             t.mark()
             t.type("show me\r")
             t.read_until(r"unknown command 'show me'; after 'show' expected one of")
+            # Ctrl-C drops the line being typed, not the shell.
+            t.mark()
+            t.type("show dri")
+            t.read_until(r"show dri")
+            t.type("\x03")
+            t.read_until(r"\^C\r\n")
+            t.read_until(r"daemon\*> ")
+            t.type("status\r")
+            t.read_until(r"calls:    0 in progress")
+            t.read_until(r"daemon\*> ")
             # The shell's own commands complete too, and 'help' names them.
             t.mark()
             t.type("at\t")
@@ -376,7 +386,7 @@ def test_interactive_editing_completion_and_history():
             assert hist.splitlines() == ["_HiStOrY_V2_", r"show\040drivers",
                                          r"show\040config\040null:lines.channels",
                                          r"log\040level\040debug", r"show\040me",
-                                         r"attach\040notice", "help", "exit"], hist
+                                         "status", r"attach\040notice", "help", "exit"], hist
         finally:
             t.kill()
         assert d.stop() == 0

@@ -30,6 +30,17 @@
 #endif
 #define DEFAULT_SOCKET "/run/callvox/callvox.ctl"
 #define REDISPLAY_KEY  0x1d /* ^]: bound to a redisplay after log lines were printed */
+#define INTERRUPT_KEY  0x1e /* ^^: bound to "drop the line" after Ctrl-C */
+
+static volatile sig_atomic_t got_sigint, got_sigwinch;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGINT)
+        got_sigint = 1;
+    else
+        got_sigwinch = 1;
+}
 
 static const char *const level_names[] = {"error", "warning", "notice", "info", "debug", "trace"};
 
@@ -267,8 +278,19 @@ static char *prompt_fn(EditLine *el)
 static int getc_fn(EditLine *el, wchar_t *wc)
 {
     static mbstate_t mb;
-    (void)el;
     for (;;) {
+        if (got_sigwinch) {
+            got_sigwinch = 0;
+            el_resize(el);
+        }
+        if (got_sigint) {
+            /* Ctrl-C drops the line being typed, as in a login shell. */
+            got_sigint = 0;
+            fputs("^C\n", stdout);
+            fflush(stdout);
+            *wc = INTERRUPT_KEY;
+            return 1;
+        }
         if (C.log_printed > 0 && cvx__ctl_dec_held(&C.dec) == 0) {
             C.log_printed = 0;
             *wc = REDISPLAY_KEY;
@@ -315,6 +337,16 @@ static unsigned char redisplay_fn(EditLine *el, int ch)
 {
     (void)el;
     (void)ch;
+    return CC_REDISPLAY;
+}
+
+static unsigned char interrupt_fn(EditLine *el, int ch)
+{
+    (void)ch;
+    const LineInfo *li = el_line(el);
+    el_cursor(el, (int)(li->lastchar - li->cursor));
+    li = el_line(el);
+    el_deletestr(el, (int)(li->cursor - li->buffer));
     return CC_REDISPLAY;
 }
 
@@ -416,13 +448,21 @@ static int interactive(void)
     el_set(C.el, EL_EDITOR, "emacs");
     el_set(C.el, EL_PROMPT, prompt_fn);
     el_set(C.el, EL_HIST, history, C.hist);
-    el_set(C.el, EL_SIGNAL, 1);
+    /* Our own SIGINT and SIGWINCH handlers (no SA_RESTART: they wake the poll in getc_fn);
+     * libedit's would end the program on Ctrl-C. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
     el_wset(C.el, EL_GETCFN, getc_fn);
     /* el_wset: the narrow el_set(EL_ADDFN) copies the names with wcsdup and never frees them. */
     el_wset(C.el, EL_ADDFN, L"cvx-complete", L"Complete a command or argument", complete_fn);
     el_set(C.el, EL_BIND, "^I", "cvx-complete", NULL);
     el_wset(C.el, EL_ADDFN, L"cvx-redisplay", L"Redraw after log lines", redisplay_fn);
     el_set(C.el, EL_BIND, "^]", "cvx-redisplay", NULL);
+    el_wset(C.el, EL_ADDFN, L"cvx-interrupt", L"Drop the line (Ctrl-C)", interrupt_fn);
+    el_set(C.el, EL_BIND, "^^", "cvx-interrupt", NULL);
     el_source(C.el, NULL); /* ~/.editrc */
 
     if (!C.quiet)
@@ -435,6 +475,7 @@ static int interactive(void)
     while (!quit) {
         int count = 0;
         C.log_printed = 0;
+        got_sigint = 0; /* a Ctrl-C while a command ran is spent */
         const char *got = el_gets(C.el, &count);
         if (got == NULL || count <= 0) {
             fputs("\n", stdout);
