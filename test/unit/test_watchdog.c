@@ -66,7 +66,9 @@ static void test_stall_named(void **state)
     uv_timer_t t;
     assert_int_equal(cvx_loop_init(&loop), 0);
     assert_null(cvx_watchdog_current());
-    assert_int_equal(cvx_watchdog_start(&wd, &loop, 10), 0);
+    /* 25 ms: over the threshold with the 30 ms burn, and out of reach of the scheduler's
+     * usual preemptions on a loaded machine. */
+    assert_int_equal(cvx_watchdog_start(&wd, &loop, 25), 0);
     assert_ptr_equal(cvx_watchdog_current(), &wd);
     assert_int_equal(uv_timer_init(&loop, &t), 0);
     /* The first iteration only starts the measurement: run one before the burn. */
@@ -96,10 +98,13 @@ static void test_stall_named(void **state)
     assert_true(high >= 1);
 
     /* The warning names the section. */
-    assert_true(nlogged >= 1);
+    int named = 0;
     char head[] = "warning: reactor: loop iteration took ";
-    assert_memory_equal(logged[nlogged - 1], head, strlen(head));
-    assert_non_null(strstr(logged[nlogged - 1], " ms (longest section: burn, "));
+    for (int i = 0; i < nlogged; i++) {
+        assert_memory_equal(logged[i], head, strlen(head));
+        named += strstr(logged[i], " ms (longest section: burn, ") != NULL;
+    }
+    assert_int_equal(named, 1);
 
     cvx_watchdog_stop(&wd);
     assert_null(cvx_watchdog_current());
