@@ -93,6 +93,31 @@ static void sb_printf(sbuf_t *b, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Length of the valid UTF-8 sequence at p (a lead byte >= 0x80), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n;
+    unsigned min;
+    unsigned cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2, min = 0x80, cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3, min = 0x800, cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4, min = 0x10000, cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
 static void sb_json_string(sbuf_t *b, const char *s)
 {
     sb_add(b, "\"", 1);
@@ -118,8 +143,18 @@ static void sb_json_string(sbuf_t *b, const char *s)
             if (*p < 0x20) {
                 snprintf(esc, sizeof(esc), "\\u%04x", *p);
                 sb_str(b, esc);
-            } else {
+            } else if (*p < 0x80) {
                 sb_add(b, (const char *)p, 1);
+            } else {
+                /* Numbers and names can come from the network: bytes that are not UTF-8
+                 * become U+FFFD so that the document stays valid JSON. */
+                size_t n = utf8_len(p);
+                if (n == 0) {
+                    sb_str(b, "\\ufffd");
+                } else {
+                    sb_add(b, (const char *)p, n);
+                    p += n - 1;
+                }
             }
         }
     }
@@ -343,6 +378,37 @@ void cvx_cmd_json_bool(cvx_cmd_req_t *req, const char *key, int v)
 
 /* --- tables ----------------------------------------------------------------------------- */
 
+/* 1 when v is a number as JSON writes them (no hex, inf, nan or leading '+'). */
+static int json_number(const char *v)
+{
+    const char *p = v;
+    if (*p == '-')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    if (*p == '0' && isdigit((unsigned char)p[1]))
+        return 0;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return *p == '\0';
+}
+
 static int col_numeric(const char *col)
 {
     size_t n = strlen(col);
@@ -372,8 +438,7 @@ void cvx_cmd_table_row(cvx_cmd_req_t *req, const char *const *cells)
             if (num)
                 key[n - 1] = '\0';
             const char *v = cells[i] ? cells[i] : "";
-            char *end = NULL;
-            if (num && *v != '\0' && (strtod(v, &end), end != NULL && *end == '\0')) {
+            if (num && json_number(v)) {
                 if (js_key(req, key))
                     sb_str(&req->js, v);
             } else {

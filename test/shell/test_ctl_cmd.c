@@ -78,6 +78,15 @@ static int h_table(cvx_cmd_req_t *req)
     const char *r2[] = {"null:lines-long", "3", "down: \"alarm\""};
     cvx_cmd_table_row(req, r1);
     cvx_cmd_table_row(req, r2);
+    if (cvx_cmd_json(req)) {
+        /* Cells of a numeric column that are no JSON number stay strings. */
+        const char *r3[] = {"odd", "nan", "-"};
+        const char *r4[] = {"odd", "0x10", "-"};
+        const char *r5[] = {"ok \xc3\xa9\xff\xc3", "-1.5e3", "\x01"};
+        cvx_cmd_table_row(req, r3);
+        cvx_cmd_table_row(req, r4);
+        cvx_cmd_table_row(req, r5);
+    }
     cvx_cmd_table_end(req);
     cvx_cmd_json_bool(req, "ok", 1);
     return 0;
@@ -242,11 +251,15 @@ static void tables_as_text_and_json(void **state)
                                 "sip:pbx1            12  up\n"
                                 "null:lines-long      3  down: \"alarm\"\n");
     r = run("test table", 1, &admin);
-    assert_string_equal(r.body,
-                        "{\"command\":\"test table\",\"status\":\"ok\",\"error\":null,\"result\":{"
-                        "\"rows\":[{\"name\":\"sip:pbx1\",\"calls\":12,\"state\":\"up\"},"
-                        "{\"name\":\"null:lines-long\",\"calls\":3,\"state\":\"down: "
-                        "\\\"alarm\\\"\"}],\"ok\":true}}\n");
+    assert_string_equal(
+        r.body,
+        "{\"command\":\"test table\",\"status\":\"ok\",\"error\":null,\"result\":{"
+        "\"rows\":[{\"name\":\"sip:pbx1\",\"calls\":12,\"state\":\"up\"},"
+        "{\"name\":\"null:lines-long\",\"calls\":3,\"state\":\"down: "
+        "\\\"alarm\\\"\"},{\"name\":\"odd\",\"calls\":\"nan\",\"state\":\"-\"},"
+        "{\"name\":\"odd\",\"calls\":\"0x10\",\"state\":\"-\"},"
+        "{\"name\":\"ok "
+        "\xc3\xa9\\ufffd\\ufffd\",\"calls\":-1.5e3,\"state\":\"\\u0001\"}],\"ok\":true}}\n");
 }
 
 static void a_handler_may_finish_later(void **state)
