@@ -614,6 +614,16 @@ def test_show_calls_lists_live_calls_and_call_hangup_ends_them():
         assert r.frame(b"M") == b"null:lines\n"
         r.close()
 
+        # A caller's number is shown, never obeyed: control characters come out as '?'.
+        rc, out, err = x(d, "call originate null:lines 600 \"\x1b[2Jevil\"")
+        assert rc == 0, err
+        wait_for(lambda: x(d, "show calls")[1].count("  up  ") == 4, what="the second call up")
+        out = x(d, "show calls")[1]
+        assert "?[2Jevil" in out and "\x1b" not in out, out
+        calls = json.loads(x(d, "show calls", "--json")[1])["result"]["calls"]
+        assert "\x1b[2Jevil" in [c["calling"] for c in calls], calls
+        assert x(d, "call hangup daemon-3")[0] == 0
+
         rc, out, err = x(d, "call hangup daemon-1")
         assert (rc, out) == (0, "call daemon-1: hung up\n"), (rc, out, err)
         wait_for(lambda: "0 calls in progress" in x(d, "show calls")[1], what="both legs gone")
@@ -626,7 +636,10 @@ def test_show_calls_lists_live_calls_and_call_hangup_ends_them():
         assert (rc, err) == (1, "call originate: no driver instance 'sip:nowhere'; instances: "
                                 "null:lines\n"), (rc, err)
         got = [AUDIT_RX.match(l).group(4, 5) for l in audit_lines(d)]
-        assert got[:2] == [("call originate null:lines 600 4155551212", "ok"),
+        assert got[:4] == [("call originate null:lines 600 4155551212", "ok"),
+                           # the audit log escapes quotes and control characters
+                           (r'call originate null:lines 600 \"\x1b[2Jevil\"', "ok"),
+                           ("call hangup daemon-3", "ok"),
                            ("call hangup daemon-1", "ok")], got
         assert d.stop() == 0
 

@@ -106,6 +106,21 @@ static void send_frame(uint8_t type, const void *prefix, size_t plen, const char
     free(f);
 }
 
+/* Writes text with control characters (other than newline and tab) shown as '?': caller names
+ * and numbers come from the network and must not drive the administrator's terminal. */
+static void write_text(FILE *f, const uint8_t *p, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if ((p[i] < 0x20 && p[i] != '\n' && p[i] != '\t') || p[i] == 0x7f) {
+            fwrite(p + start, 1, i - start, f);
+            fputc('?', f);
+            start = i + 1;
+        }
+    }
+    fwrite(p + start, 1, len - start, f);
+}
+
 static void print_log_line(int level, const char *line, size_t len)
 {
     struct timespec ts;
@@ -117,7 +132,9 @@ static void print_log_line(int level, const char *line, size_t len)
     (void)level;
     if (C.el != NULL && C.log_printed == 0)
         fputs("\r\033[K", stdout); /* the prompt line goes; libedit draws it again below */
-    printf("%s.%03ld %.*s\n", stamp, ts.tv_nsec / 1000000, (int)len, line);
+    printf("%s.%03ld ", stamp, ts.tv_nsec / 1000000);
+    write_text(stdout, (const uint8_t *)line, len);
+    fputc('\n', stdout);
     fflush(stdout);
     C.log_printed++;
 }
@@ -226,7 +243,10 @@ static int run_command(const char *line)
         die_unreachable("the daemon sent an empty reply");
     int status = f.payload[0];
     FILE *out = status == CVX__CTL_OK || C.json ? stdout : stderr;
-    fwrite(f.payload + 1, 1, f.len - 1, out);
+    if (C.json)
+        write_text(out, f.payload + 1, f.len - 1); /* JSON escapes control characters itself */
+    else
+        write_text(out, f.payload + 1, f.len - 1);
     fflush(out);
     return status;
 }
