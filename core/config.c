@@ -314,11 +314,11 @@ static int read_file(const char *path, char **out, cvx_diag_t *diag)
             cap *= 2;
         }
     }
-    int err = ferror(f);
+    int err = ferror(f) ? errno : 0;
     fclose(f);
     if (err) {
         free(buf);
-        cvx_diag_add(diag, "%s: read error", path);
+        cvx_diag_add(diag, "%s: read error: %s", path, strerror(err));
         return CVX_EIO;
     }
     if (memchr(buf, '\0', len) != NULL) {

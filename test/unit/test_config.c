@@ -556,6 +556,14 @@ static void test_load_refusals(void **state)
     assert_null(cvx_conf_find(conf, "t", NULL));
     cvx_diag_clear(&d);
 
+    /* A directory where a file should be (conf.d/old.conf/, say) says why it is refused. */
+    snprintf(path, sizeof(path), "%s/conf.d", tmpdir);
+    assert_int_equal(cvx_conf_load(conf, path, &d), CVX_EIO);
+    assert_int_equal(d.n, 1);
+    snprintf(want, sizeof(want), "%s: read error: Is a directory", path);
+    assert_string_equal(d.msgs[0], want);
+    cvx_diag_clear(&d);
+
     /* A file larger than the reader's first buffer is read whole. */
     size_t big = 3 * 4096 + 17;
     char *text = malloc(big + 64);
