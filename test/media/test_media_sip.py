@@ -1,0 +1,118 @@
+"""Media against a real peer: sipp calls the daemon's SIP driver and plays sipp's own A-law
+recording and RFC 4733 digits (the pcaps sip-tester ships); the mediaapp flow records what
+arrives and logs every digit.
+
+ - the digits 9, 1, # arrive once each, as RFC 4733, although every end packet is sent three
+   times;
+ - the recording is as long as the call and holds the pcap's audio: its energy matches the
+   energy of the pcap's samples;
+ - a second source sending valid RTP to the call's port (a peer "moving" its media address
+   mid-call, or someone hijacking it) is ignored and counted, garbage on the RTP and RTCP
+   ports is counted as malformed, and neither changes the recording or the digits.
+"""
+import os
+import sys
+import time
+
+from cvxtest import main
+from mediatest import (MediaDaemon, alaw_to_linear, finish, have_sip, pcap_dir, pcap_rtp,
+                       rtp_packet, sipp, udp_socket, wait_for, write_scenario)
+
+PCAPS = pcap_dir()
+SCENARIO_MS = 7300 + 400 + 400 + 600  # the pauses of uac_audio_dtmf.xml
+
+
+def pcap_audio():
+    """Energy and 20 ms frames with a sample over 256 of g711a.pcap's audio."""
+    samples = []
+    for pt, _seq, _ts, _ssrc, pl in pcap_rtp(os.path.join(PCAPS, "g711a.pcap")):
+        assert pt == 8
+        samples.extend(alaw_to_linear(b) for b in pl)
+    energy = sum(s * s for s in samples)
+    loud = sum(1 for i in range(0, len(samples), 160)
+               if any(abs(s) > 256 for s in samples[i:i + 160]))
+    return len(samples), energy, loud
+
+
+def check_recording(d, rec):
+    n, energy, loud = pcap_audio()
+    assert len(rec) == 1, rec
+    _call, samples, loud_frames, rec_energy, end = rec[0]
+    assert end == "hangup", rec
+    # The call lasts the scenario's pauses (plus set-up); the recording is that long.
+    assert SCENARIO_MS * 8 - 800 <= samples <= (SCENARIO_MS + 2500) * 8, (samples, rec)
+    assert samples >= n
+    # Every sample of the pcap was recorded once, and the rest is A-law silence (code 0xd5,
+    # which decodes to 8): the energy is the pcap's plus 64 per silent sample.  A lost or
+    # doubled 30 ms packet moves it by about 1 %; one of the mover's packets by 80 %.
+    want = energy + 64 * (samples - n)
+    assert abs(rec_energy - want) <= 0.005 * energy, (rec_energy, want, energy)
+    assert abs(loud_frames - loud) <= 0.05 * loud + 2, (loud_frames, loud)
+    print("recorded %d samples (pcap %d), energy %d (pcap %d), loud frames %d (pcap %d)"
+          % (samples, n, rec_energy, energy, loud_frames, loud))
+
+
+def test_rfc4733_digits_and_recorded_audio():
+    scen = write_scenario("uac_audio_dtmf.xml", PCAPS=PCAPS)
+    with MediaDaemon() as d:
+        d.start()
+        rc, out = sipp(scen, d.port, "rec1")
+        assert rc == 0, out
+        rec = d.recorded()
+        assert d.digits() == [("9", "rfc4733"), ("1", "rfc4733"), ("#", "rfc4733")], d.digits()
+        check_recording(d, rec)
+        assert d.stop() == 0
+    os.unlink(scen)
+
+
+def call_row(d):
+    calls = d.ctl("show calls media")["calls"]
+    return calls[0] if calls else None
+
+
+def test_moved_address_and_garbage_are_ignored():
+    scen = write_scenario("uac_audio_dtmf.xml", PCAPS=PCAPS)
+    with MediaDaemon() as d:
+        d.start()
+        p = sipp(scen, d.port, "rec2", background=True)
+        d.wait_log(r"mediaapp: \S+ answered", timeout=20)
+        row = wait_for(lambda: (lambda r: r if r and r["packets_in"] >= 20 else None)(call_row(d)),
+                       20, "media from sipp")
+        port = int(row["port"])
+        remote = row["remote"]
+        assert remote.endswith(" latched"), row
+        # Valid RTP from elsewhere, with sipp's own SSRC and loud audio: a peer moving its
+        # media address without a re-INVITE, or an attacker.  Then garbage (RTP version 0).
+        pkts = pcap_rtp(os.path.join(PCAPS, "g711a.pcap"))
+        ssrc = pkts[0][3]
+        mover = udp_socket()
+        for i in range(50):
+            mover.sendto(rtp_packet(8, 60000 + i, 9000000 + 160 * i, ssrc, b"\xaa" * 160),
+                         ("127.0.0.1", port))
+        junk = udp_socket()
+        for i in range(100):
+            junk.sendto(bytes([i % 64]) + b"\x08garbage-%03d" % i, ("127.0.0.1", port))
+        for i in range(20):
+            junk.sendto(b"\x00\xc8not rtcp %02d" % i, ("127.0.0.1", port + 1))
+
+        def counted():
+            r = call_row(d)
+            return r if r and r["foreign"] == 50 and r["malformed"] == 120 else None
+        row = wait_for(counted, 10, "50 foreign and 120 malformed packets counted")
+        assert row["remote"] == remote, (row, remote)  # still sending to sipp
+        rc, out = finish(p)
+        assert rc == 0, out
+        mover.close()
+        junk.close()
+        # Nothing of the mover's (loud) audio and the same digits: as if nothing happened.
+        assert d.digits() == [("9", "rfc4733"), ("1", "rfc4733"), ("#", "rfc4733")], d.digits()
+        check_recording(d, d.recorded())
+        assert d.stop() == 0
+    os.unlink(scen)
+
+
+if __name__ == "__main__":
+    if not have_sip() or PCAPS is None:
+        print("SKIP: needs the sip driver (sip.so) and sip-tester's pcaps")
+        sys.exit(77)
+    main([test_rfc4733_digits_and_recorded_audio, test_moved_address_and_garbage_are_ignored])
