@@ -80,6 +80,21 @@ size_t cvx__ctl_dec_held(const cvx__ctl_dec_t *d)
     return d->len;
 }
 
+size_t cvx__ctl_dec_complete(const cvx__ctl_dec_t *d)
+{
+    size_t n = 0, off = 0;
+    const uint8_t *p = d->buf + d->off;
+    while (d->len - off >= CVX__CTL_HDR) {
+        const uint8_t *h = p + off;
+        size_t body = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+        if (body == 0 || body > d->max_body || d->len - off - CVX__CTL_HDR < body)
+            break;
+        off += CVX__CTL_HDR + body;
+        n++;
+    }
+    return n;
+}
+
 void cvx__ctl_header(uint8_t *hdr, uint8_t type, size_t payload_len)
 {
     size_t body = payload_len + 1;

@@ -75,8 +75,11 @@ int cvx__ctl_dec_feed(cvx__ctl_dec_t *d, const void *data, size_t n);
 /* Takes the next complete frame: 1 (f is filled), 0 (incomplete; wait for more bytes) or
  * CVX_EPROTO (the stream is garbage from here on; d->error says why). */
 int cvx__ctl_dec_next(cvx__ctl_dec_t *d, cvx__ctl_frame_t *f);
-/* Bytes held that do not yet form a frame (non-zero: a frame is unfinished). */
+/* Bytes held that have not been taken as frames (non-zero: something is unfinished). */
 size_t cvx__ctl_dec_held(const cvx__ctl_dec_t *d);
+/* How many complete frames are held, not yet taken (a peer that sends many requests ahead of
+ * their replies is flooding).  Stops counting at the first incomplete or invalid one. */
+size_t cvx__ctl_dec_complete(const cvx__ctl_dec_t *d);
 
 /* Writes a frame's header into hdr (CVX__CTL_HDR + 1 bytes: length and type). */
 void cvx__ctl_header(uint8_t *hdr, uint8_t type, size_t payload_len);

@@ -9,8 +9,11 @@
  *
  * One client can never disturb another or the calls: a frame longer than max_request, an
  * unknown frame type or bytes that are no frame at all ("garbage"), a frame left unfinished for
- * frame_timeout, more than `rate` requests a second, or more than max_output bytes of replies
- * left unread each cut that client off (with a goodbye frame saying why and a log line).
+ * frame_timeout, more than max_pipeline requests sent ahead of their replies (a flood), or more
+ * than max_output bytes of replies left unread each cut that client off (with a goodbye frame
+ * saying why and a log line).  A client that sends its requests one after the other, waiting
+ * for each reply, is never cut off however fast it goes (a script piping a thousand commands):
+ * it holds the loop for one request at a time, like everybody else.
  *
  * Attach mode: a log sink (on the logging thread) hands lines to the loop through an async
  * queue; each attached client gets the lines at its level or above while fewer than log_backlog
@@ -54,7 +57,7 @@ typedef struct ctl_conf {
     long long max_request;
     long long max_output;
     long long log_backlog;
-    long long rate;
+    long long max_pipeline;
 } ctl_conf_t;
 
 static const cvx_option_t control_options[] = {
@@ -85,8 +88,10 @@ static const cvx_option_t control_options[] = {
      CVX_OPT_RELOADABLE,
      "Bytes an attached shell may leave unread before further log lines are dropped (and "
      "counted, and the shell told how many)."},
-    {"rate", CVX_OPT_INT, offsetof(ctl_conf_t, rate), "100", 1, 100000, NULL, CVX_OPT_RELOADABLE,
-     "Requests a second one client may send (bursts of twice as many); faster cuts it off."},
+    {"max_pipeline", CVX_OPT_INT, offsetof(ctl_conf_t, max_pipeline), "32", 1, 10000, NULL,
+     CVX_OPT_RELOADABLE,
+     "Requests a client may send ahead of their replies; more at once is a flood and cuts it "
+     "off."},
     CVX_OPTIONS_END,
 };
 
@@ -108,8 +113,6 @@ typedef struct client {
     cvx_cmd_req_t *pending; /* a command that finishes later */
     int attach_level;       /* -1: not attached */
     uint64_t log_dropped;
-    double tokens;
-    uint64_t tokens_ms;
     uint32_t *groups;
     int ngroups;
 } client_t;
@@ -301,20 +304,6 @@ static void on_reply(void *arg, int status, const char *body, size_t len)
     send_frame(c, CVX__CTL_REPLY, &st, 1, body, len, 0);
 }
 
-static int take_token(client_t *c)
-{
-    uint64_t now = uv_now(S.loop);
-    double burst = 2.0 * (double)S.conf.rate;
-    c->tokens += (double)(now - c->tokens_ms) * (double)S.conf.rate / 1000.0;
-    c->tokens_ms = now;
-    if (c->tokens > burst)
-        c->tokens = burst;
-    if (c->tokens < 1.0)
-        return 0;
-    c->tokens -= 1.0;
-    return 1;
-}
-
 static void do_attach(client_t *c, const char *level)
 {
     uint8_t st = CVX__CTL_OK;
@@ -355,10 +344,6 @@ static void do_attach(client_t *c, const char *level)
 /* Handles one frame; returns 0, or -1 when the client was cut off. */
 static int handle_frame(client_t *c, const cvx__ctl_frame_t *f)
 {
-    if (!take_token(c)) {
-        cut_off(c, "flooding: more than %lld requests a second", S.conf.rate);
-        return -1;
-    }
     if (f->type != CVX__CTL_COMMAND && f->type != CVX__CTL_COMPLETE && f->type != CVX__CTL_ATTACH) {
         cut_off(c, "protocol error: unknown frame type 0x%02x", f->type);
         return -1;
@@ -461,6 +446,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (rc != 0) {
         cut_off(c, "out of memory");
+        return;
+    }
+    if (cvx__ctl_dec_complete(&c->dec) > (size_t)S.conf.max_pipeline) {
+        cut_off(c, "flooding: more than %lld requests sent ahead of their replies",
+                S.conf.max_pipeline);
         return;
     }
     process_frames(c);
@@ -594,8 +584,6 @@ static void on_connection(uv_stream_t *server, int status)
     c->pipe.data = c->timer.data = c->work.data = c;
     c->handles = 2;
     c->attach_level = -1;
-    c->tokens = 2.0 * (double)S.conf.rate;
-    c->tokens_ms = uv_now(S.loop);
     cvx__ctl_dec_init(&c->dec, (size_t)S.conf.max_request, 65536 + (size_t)S.conf.max_request);
     c->next = S.clients;
     S.clients = c;

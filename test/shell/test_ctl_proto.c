@@ -76,6 +76,7 @@ static void unfinished_frame_is_held(void **state)
     cvx__ctl_frame_t f;
     assert_int_equal(cvx__ctl_dec_next(&d, &f), 0);
     assert_int_equal(cvx__ctl_dec_held(&d), n - 1);
+    assert_int_equal(cvx__ctl_dec_complete(&d), 0);
     assert_int_equal(cvx__ctl_dec_feed(&d, stream + n - 1, 1), 0);
     assert_int_equal(cvx__ctl_dec_next(&d, &f), 1);
     assert_int_equal(cvx__ctl_dec_held(&d), 0);
@@ -127,10 +128,13 @@ static void flood_is_refused_without_buffering_it(void **state)
     cvx__ctl_dec_t d;
     cvx__ctl_dec_init(&d, 64, 200);
     uint8_t stream[300];
-    size_t n = 0;
-    while (n + 10 < 150)
-        n += put(stream + n, 'Q', "\x00status");
+    size_t n = 0, frames = 0;
+    while (n + 10 < 150) {
+        n += put(stream + n, 'Q', "xstatus");
+        frames++;
+    }
     assert_int_equal(cvx__ctl_dec_feed(&d, stream, n), 0);
+    assert_int_equal(cvx__ctl_dec_complete(&d), frames);
     assert_int_equal(cvx__ctl_dec_feed(&d, stream, n), CVX_ELIMIT);
     assert_int_equal(cvx__ctl_dec_held(&d), n);
     /* Taking frames makes room again. */
