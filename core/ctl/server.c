@@ -108,6 +108,7 @@ typedef struct client {
     int refused; /* not allowed in: goodbye once the name is known */
     int ready;   /* hello sent, requests are read */
     int closing;
+    int eof;     /* the peer shut its side: close once its replies are out */
     int handles; /* handles not yet closed, plus 1 while the lookup runs */
     cvx__ctl_dec_t dec;
     cvx_cmd_req_t *pending; /* a command that finishes later */
@@ -165,6 +166,15 @@ static void client_close(client_t *c);
 static void log_dropped_note(client_t *c);
 static void cut_off(client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A peer that half-closed (sent its requests, then shut its side) is closed once nothing is
+ * pending and every reply has been written. */
+static void close_if_finished(client_t *c)
+{
+    if (c->eof && !c->closing && c->pending == NULL &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0)
+        client_close(c);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
     wreq_t *r = (wreq_t *)w;
@@ -174,6 +184,7 @@ static void on_write(uv_write_t *w, int status)
         client_close(c);
         return;
     }
+    close_if_finished(c);
     if (c->log_dropped > 0 && !c->closing &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < (size_t)S.conf.log_backlog / 2)
         log_dropped_note(c);
@@ -296,8 +307,10 @@ static void on_reply(void *arg, int status, const char *body, size_t len)
         c->pending = NULL;
         send_frame(c, CVX__CTL_REPLY, &st, 1, body, len, 0);
         if (!c->closing) {
-            uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read); /* see process_frames */
+            if (!c->eof) /* reading stopped while it ran: see process_frames */
+                uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
             process_frames(c);
+            close_if_finished(c);
         }
         return;
     }
@@ -409,7 +422,7 @@ static void process_frames(client_t *c)
         if (handle_frame(c, &f) != 0)
             return;
     }
-    if (c->closing)
+    if (c->closing || c->eof)
         return;
     if (c->pending != NULL) {
         /* Stop reading until it finishes: the peer waits, nobody else does. */
@@ -433,8 +446,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     client_t *c = s->data;
+    if (n == UV_EOF) {
+        /* Requests already received are answered (pipelined ones included) before closing. */
+        c->eof = 1;
+        uv_read_stop(s);
+        uv_timer_stop(&c->timer);
+        close_if_finished(c);
+        return;
+    }
     if (n < 0) {
-        client_close(c); /* EOF or error: the peer left */
+        client_close(c); /* the peer left */
         return;
     }
     if (n == 0)

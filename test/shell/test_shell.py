@@ -667,6 +667,16 @@ def test_a_command_that_finishes_later_holds_only_its_own_client():
         b.send(b"Q", b"\x00debug wait 300")  # ends after c's would have
         assert b.frame(b"R") == b"\x00waited 300 ms\n"
         assert b.command("status")[0] == 0
+        # A peer that sends its requests and shuts its side still gets every reply.
+        h = Raw(d)
+        h.send(b"Q", b"\x00debug wait 200")
+        h.send(b"Q", b"\x00show config")
+        h.s.shutdown(socket.SHUT_WR)
+        first, second, end = h.next_frame(), h.next_frame(), h.next_frame()
+        assert first == (b"R", b"\x00waited 200 ms\n"), first
+        assert second[0] == b"R" and second[1].startswith(b"\x00[general]\n"), second
+        assert end is None, end
+        h.close()
         rc, out, err = x(d, "debug wait soon")
         assert (rc, err) == (1, "debug wait: 'soon' is not a number of milliseconds "
                                 "(1..60000)\n"), (rc, err)
