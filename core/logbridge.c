@@ -16,6 +16,16 @@
 static __thread char sofia_line[1024];
 static __thread size_t sofia_len;
 
+static void sofia_emit(const char *s, size_t len)
+{
+    while (len > 0 && s[len - 1] == '\r')
+        len--;
+    if (len > 0)
+        cvx_log(CVX_LOG_DEBUG, "sofia-sip: %.*s", (int)len, s);
+}
+
+/* One call may also carry several lines (tport's message dumps do): each becomes a log line
+ * of its own, never one with newlines inside. */
 static void sofia_logger(void *stream, char const *fmt, va_list ap)
 {
     (void)stream;
@@ -23,16 +33,23 @@ static void sofia_logger(void *stream, char const *fmt, va_list ap)
     if (n < 0)
         return;
     sofia_len += (size_t)n;
-    if (sofia_len >= sizeof(sofia_line) - 1)
+    int full = sofia_len >= sizeof(sofia_line) - 1;
+    if (full)
         sofia_len = sizeof(sofia_line) - 1;
-    if (sofia_len > 0 && sofia_line[sofia_len - 1] != '\n' && sofia_len < sizeof(sofia_line) - 1)
-        return;
-    while (sofia_len > 0 &&
-           (sofia_line[sofia_len - 1] == '\n' || sofia_line[sofia_len - 1] == '\r'))
-        sofia_line[--sofia_len] = '\0';
-    if (sofia_len > 0)
-        cvx_log(CVX_LOG_DEBUG, "sofia-sip: %s", sofia_line);
-    sofia_len = 0;
+    char *start = sofia_line, *end = sofia_line + sofia_len, *nl;
+    while ((nl = memchr(start, '\n', (size_t)(end - start))) != NULL) {
+        sofia_emit(start, (size_t)(nl - start));
+        start = nl + 1;
+    }
+    size_t rest = (size_t)(end - start);
+    if (full && rest > 0) {
+        /* No room to wait for the end of this line: out it goes, cut. */
+        sofia_emit(start, rest);
+        rest = 0;
+    }
+    memmove(sofia_line, start, rest);
+    sofia_len = rest;
+    sofia_line[sofia_len] = '\0';
 }
 
 static void spandsp_logger(int level, const char *text)

@@ -263,6 +263,10 @@ static void test_library_bridge(void **state)
     su_llog(su_log_default, 0, "hello %s\n", "sip");
     su_llog(su_log_default, 0, "part %d, ", 1);
     su_llog(su_log_default, 0, "part %d\n", 2);
+    /* Several lines in one call, as tport's message dumps come: one log line each. */
+    su_llog(su_log_default, 0, "%s   ---\n", "recv 12 bytes from udp/[127.0.0.1]:5060:\n");
+    su_llog(su_log_default, 0, "INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\nrest");
+    su_llog(su_log_default, 0, " of it\n");
 
     /* spandsp: a logging state initialised with the default message handler. */
     logging_state_t *ls = span_log_init(NULL, SPAN_LOG_DEBUG_3, "test");
@@ -277,15 +281,36 @@ static void test_library_bridge(void **state)
     cvx_log_stop();
     cvx_log_set_level(CVX_LOG_INFO);
 
-    assert_int_equal(nkept, 5);
+    assert_int_equal(nkept, 10);
     assert_string_equal(kept[0], "debug: sofia-sip: hello sip");
     assert_int_equal(kept_level[0], CVX_LOG_DEBUG);
     assert_string_equal(kept[1], "debug: sofia-sip: part 1, part 2");
-    assert_string_equal(kept[2], "warning: spandsp: tone 7 detected");
-    assert_int_equal(kept_level[2], CVX_LOG_WARN);
-    assert_string_equal(kept[3], "error: spandsp: cannot decode");
-    assert_string_equal(kept[4], "debug: spandsp: flow step");
-    assert_int_equal(kept_level[4], CVX_LOG_DEBUG);
+    assert_string_equal(kept[2], "debug: sofia-sip: recv 12 bytes from udp/[127.0.0.1]:5060:");
+    assert_string_equal(kept[3], "debug: sofia-sip:    ---");
+    assert_string_equal(kept[4], "debug: sofia-sip: INVITE sip:a@b SIP/2.0");
+    assert_string_equal(kept[5], "debug: sofia-sip: Via: x");
+    assert_string_equal(kept[6], "debug: sofia-sip: rest of it");
+    assert_string_equal(kept[7], "warning: spandsp: tone 7 detected");
+    assert_int_equal(kept_level[7], CVX_LOG_WARN);
+    assert_string_equal(kept[8], "error: spandsp: cannot decode");
+    assert_string_equal(kept[9], "debug: spandsp: flow step");
+    assert_int_equal(kept_level[9], CVX_LOG_DEBUG);
+
+    /* A line longer than the bridge's buffer is cut rather than held back. */
+    char *longline = malloc(1501);
+    assert_non_null(longline);
+    memset(longline, 'y', 1500);
+    longline[1500] = '\0';
+    cvx_log_set_level(CVX_LOG_DEBUG);
+    keep_start();
+    su_llog(su_log_default, 0, "%s", longline);
+    su_llog(su_log_default, 0, "tail\n");
+    keep_stop();
+    free(longline);
+    assert_int_equal(nkept, 2);
+    assert_int_equal(strlen(kept[0]), strlen("debug: sofia-sip: ") + 1023);
+    assert_string_equal(kept[1], "debug: sofia-sip: tail");
+    cvx_log_set_level(CVX_LOG_INFO);
 
     /* Below the threshold, nothing comes through. */
     keep_start();
