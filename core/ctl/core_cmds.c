@@ -357,12 +357,28 @@ static void option_type(const cvx_option_t *o, char *buf, size_t size)
     }
 }
 
+/* Options whose values are secrets (a SIP registration password, USER:PASSWORD pairs) are never
+ * shown: the read-only group may run "show config", and output ends up in tickets.  The option
+ * tables have no flag for it, so an option whose name or help mentions a password, secret or
+ * passphrase counts as one (hiding too much is the safe mistake). */
+static int is_secret(const cvx_option_t *o)
+{
+    static const char *const words[] = {"password", "secret", "passphrase"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasestr(o->name, words[i]) != NULL ||
+            (o->help != NULL && strcasestr(o->help, words[i]) != NULL))
+            return 1;
+    return 0;
+}
+
 /* One option: text "  key = value  (default d)" or in detail; JSON object. */
 static void show_option(cvx_cmd_req_t *req, const view_t *v, const void *defaults,
                         const cvx_option_t *o, int detail, int width)
 {
     char val[512], type[256], defv[512];
     cvx_opt_format(o, v->conf, val, sizeof(val));
+    if (is_secret(o) && val[0] != '\0')
+        snprintf(val, sizeof(val), "(hidden)");
     if (defaults != NULL && o->def != NULL)
         cvx_opt_format(o, defaults, defv, sizeof(defv));
     else
