@@ -825,6 +825,36 @@ static int check_args(const cvx_cmd_t *c, char **args, int n, sbuf_t *err)
 
 static const char *const status_names[] = {"ok", "failed", "usage", "denied"};
 
+void (*cvx__cmd_audit_fn)(const cvx__ctl_peer_t *peer, const char *line,
+                          const char *result) = cvx__audit;
+
+/* The line as the audit log shows it: arguments declared secret become ***. */
+static char *audit_line(const cvx_cmd_req_t *r)
+{
+    int secret = 0;
+    for (int a = 0; a < CVX_CMD_ARGS_MAX && r->cmd->args[a].name != NULL; a++)
+        if (r->cmd->args[a].flags & CVX_CMD_ARG_SECRET)
+            secret = 1;
+    if (!secret)
+        return strdup(r->line);
+    sbuf_t b = {0};
+    sb_str(&b, r->cmd->name);
+    for (int w = r->first_arg; w < r->nwords; w++) {
+        int a = w - r->first_arg;
+        const cvx_cmd_arg_t *arg = NULL;
+        for (int k = 0; k < CVX_CMD_ARGS_MAX && r->cmd->args[k].name != NULL; k++)
+            if (k == a || ((r->cmd->args[k].flags & CVX_CMD_ARG_REST) && a >= k))
+                arg = &r->cmd->args[k];
+        if (arg != NULL && (arg->flags & CVX_CMD_ARG_SECRET))
+            sb_str(&b, " ***");
+        else if (strpbrk(r->words[w], " \t\"") != NULL || r->words[w][0] == '\0')
+            sb_printf(&b, " \"%s\"", r->words[w]); /* shown as typed, near enough */
+        else
+            sb_printf(&b, " %s", r->words[w]);
+    }
+    return b.s;
+}
+
 static void deliver(cvx_cmd_req_t *r, int status, const char *error)
 {
     sbuf_t body = {0};
@@ -866,7 +896,9 @@ static void deliver(cvx_cmd_req_t *r, int status, const char *error)
         else
             snprintf(result, sizeof(result), "%s: %s", status_names[status],
                      error ? error : "(no message)");
-        cvx__audit(&r->peer, r->line, result);
+        char *line = audit_line(r);
+        cvx__cmd_audit_fn(&r->peer, line ? line : r->cmd->name, result);
+        free(line);
     }
     if (r->done != NULL) {
         if (body.oom)

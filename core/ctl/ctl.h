@@ -42,6 +42,9 @@ void cvx__cmd_detach(cvx_cmd_req_t *req);
  * in a malloc'ed string, sorted, without duplicates.  NULL when out of memory. */
 char *cvx__cmd_complete(const char *line);
 
+/* Where cmd.c sends audit lines (cvx__audit; tests replace it). */
+extern void (*cvx__cmd_audit_fn)(const cvx__ctl_peer_t *peer, const char *line, const char *result);
+
 /* Unregisters every table (at exit, for tests). */
 void cvx__cmd_reset(void);
 

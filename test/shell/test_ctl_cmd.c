@@ -133,6 +133,13 @@ static const cvx_cmd_t table[] = {
     {"test table", {{0}}, CVX_CMD_READONLY, "Table", "A table.", h_table, NULL},
     {"test later", {{"what", 0, NULL, NULL, "w"}}, 0, "Later", "Finishes later.", h_later, NULL},
     {"test at once", {{0}}, 0, "At once", "Finishes inside.", h_at_once, NULL},
+    {"test pin",
+     {{"box", 0, NULL, "box", "a box"}, {"pin", CVX_CMD_ARG_SECRET, NULL, NULL, "the new PIN"}},
+     0,
+     "Set a PIN",
+     "Sets a PIN.",
+     h_echo,
+     NULL},
     {"help",
      {{"command", CVX_CMD_ARG_OPTIONAL | CVX_CMD_ARG_REST, NULL, "command", "c"}},
      CVX_CMD_READONLY,
@@ -189,11 +196,11 @@ static void mistakes_name_what_was_expected(void **state)
     r = run("test bogus x", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "unknown command 'test bogus'; after 'test' expected one of: "
-                                "at, echo, fail, later, plain, set, table\n");
+                                "at, echo, fail, later, pin, plain, set, table\n");
     r = run("test", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "incomplete command 'test'; expected 'test' followed by one "
-                                "of: at, echo, fail, later, plain, set, table\n");
+                                "of: at, echo, fail, later, pin, plain, set, table\n");
     r = run("test set", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "'test set' needs <level> (usage: test set <level> [force])\n");
@@ -331,7 +338,7 @@ static void completion_offers_words_choices_and_objects(void **state)
     assert_string_equal(m, "test\n");
     free(m);
     m = cvx__cmd_complete("test ");
-    assert_string_equal(m, "at\necho\nfail\nlater\nplain\nset\ntable\n");
+    assert_string_equal(m, "at\necho\nfail\nlater\npin\nplain\nset\ntable\n");
     free(m);
     m = cvx__cmd_complete("test set h");
     assert_string_equal(m, "high\n");
@@ -396,6 +403,38 @@ static void random_lines_always_get_one_reply(void **state)
     }
 }
 
+static char audited[16][256];
+static int naudited;
+static void capture_audit(const cvx__ctl_peer_t *peer, const char *line, const char *result)
+{
+    if (naudited < 16)
+        snprintf(audited[naudited++], sizeof(audited[0]), "%s|%s|%s", peer->user, line, result);
+}
+
+static void changes_are_audited_and_secrets_masked(void **state)
+{
+    (void)state;
+    naudited = 0;
+    cvx__cmd_audit_fn = capture_audit;
+    run("test table", 0, &admin);         /* read-only: not audited */
+    run("test set low", 0, &admin);       /* a change */
+    run("test pin 1001 4321", 0, &admin); /* a change with a secret */
+    run("test pin \"10 01\" 4321 9", 0, &admin);
+    run("test set high", 0, &viewer); /* refused */
+    run("test set loud", 0, &admin);  /* malformed */
+    cvx__cmd_audit_fn = cvx__audit;
+    assert_int_equal(naudited, 5);
+    assert_string_equal(audited[0], "root|test set low|ok");
+    assert_string_equal(audited[1], "root|test pin 1001 ***|ok");
+    assert_string_equal(audited[2], "root|test pin \"10 01\" *** 9|usage: 'test pin': unexpected "
+                                    "argument '9' (usage: test pin <box> <pin>)");
+    assert_string_equal(audited[3], "bob|test set high|denied: permission denied: 'test set' "
+                                    "changes the system, and user bob may only run read-only "
+                                    "commands");
+    assert_string_equal(audited[4], "root|test set loud|usage: 'test set': 'loud' is not one of: "
+                                    "low, high (usage: test set <level> [force])");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +449,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(help_lists_and_explains, setup, teardown),
         cmocka_unit_test_setup_teardown(random_lines_always_get_one_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(changes_are_audited_and_secrets_masked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

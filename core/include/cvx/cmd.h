@@ -58,6 +58,7 @@ typedef struct cvx_cmd_req cvx_cmd_req_t;
 enum {
     CVX_CMD_ARG_OPTIONAL = 1 << 0, /* may be left out (only trailing arguments) */
     CVX_CMD_ARG_REST = 1 << 1,     /* takes every remaining word (last argument only) */
+    CVX_CMD_ARG_SECRET = 1 << 2,   /* a secret (a PIN): the audit log shows *** instead */
 };
 
 /*
