@@ -216,6 +216,12 @@ static int op_append(cvx_store_t *st, MDB_txn *txn, wop_t *op)
     int rc = mdb_put(txn, st->dbi[DB_CHUNKS], &k, &v, 0);
     if (rc != 0)
         return E(rc);
+    /* The recording is marked in progress with its first chunk (so that a crash leaves
+     * nothing behind), or again after an earlier append failed and the first may be
+     * missing.  Not with every chunk: that would rewrite a page per append. */
+    cvx_store_stream_t *s = op->stream;
+    if (op->n != 0 && s->werr == 0 && s->werr_batch == 0)
+        return 0;
     uint8_t opened[8];
     store__be64(opened, op->now_ms);
     MDB_val sk = {8, key}, sv = {8, opened};
