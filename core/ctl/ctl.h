@@ -53,6 +53,10 @@ const char *cvx__cmd_usage(const cvx_cmd_t *c);
 /* The handler of "help [<command>...]" (cmd.c). */
 int cvx__cmd_help(cvx_cmd_req_t *req);
 
+/* "show config" and the completion of sections and options (cmd_config.c). */
+int cvx__cmd_show_config(cvx_cmd_req_t *req);
+void cvx__config_complete(cvx_cmd_comp_t *c, int options);
+
 /* The core's own commands and completion kinds (core_cmds.c). */
 int cvx__core_cmds_register(void);
 /* Ends the core's commands still pending (at shutdown). */

@@ -798,6 +798,9 @@ def test_a_shell_that_does_not_keep_up_loses_log_lines_not_the_daemon():
             f.write("[log]\n" + "".join("bogus%d = 1\n" % i for i in range(3000)))
         for _ in range(3):
             assert x(d, "reload")[0] == 1
+        # The logging thread has handed every line to the sink once the daemon's own log shows
+        # the last one (it flushes a batch after the sinks have seen it).
+        d.wait_log(r"error: the configuration has errors; nothing was changed", count=3)
         # Meanwhile everyone else is served as usual.
         assert x(d, "status")[0] == 0
         # The slow shell reads at last: what fitted, then how many lines it missed.
