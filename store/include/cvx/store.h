@@ -235,7 +235,8 @@ int cvx_store_open(uv_loop_t *loop, const cvx_store_conf_t *conf, cvx_store_t **
 /*
  * Stops accepting requests (they fail with CVX_EUNAVAIL), lets the writer finish what is
  * queued (every pending callback is still called), waits for thread-pool work, then frees
- * the store and calls on_closed (may be NULL) on the loop.  Open streams are aborted.
+ * the store and calls on_closed (may be NULL) on the loop.  Open streams are aborted and
+ * must not be used afterwards; close every audio reader before closing the store.
  */
 void cvx_store_close(cvx_store_t *st, void (*on_closed)(void *arg), void *arg);
 
