@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cvx/cmd.h"
 #include "cvx/error.h"
@@ -354,16 +355,22 @@ static const char *const status_names[] = {"ok", "failed", "usage", "denied"};
 void (*cvx__cmd_audit_fn)(const cvx__ctl_peer_t *peer, const char *line,
                           const char *result) = cvx__audit;
 
-/* The line as the audit log shows it: arguments declared secret become ***. */
+/* Words that, as an argument, say the next one is a secret ("mailbox set 1001 pin 4321"). */
+static int names_secret(const char *w)
+{
+    static const char *const words[] = {"pin", "password", "passphrase", "secret"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasecmp(w, words[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The line as the audit log shows it: arguments declared secret, and every argument after a
+ * word that names a secret, become ***. */
 static char *audit_line(const cvx_cmd_req_t *r)
 {
-    int secret = 0;
-    for (int a = 0; a < CVX_CMD_ARGS_MAX && r->cmd->args[a].name != NULL; a++)
-        if (r->cmd->args[a].flags & CVX_CMD_ARG_SECRET)
-            secret = 1;
-    if (!secret)
-        return strdup(r->line);
     cvx__sbuf_t b = {0};
+    int masking = 0;
     cvx__sb_str(&b, r->cmd->name);
     for (int w = r->first_arg; w < r->nwords; w++) {
         int a = w - r->first_arg;
@@ -371,12 +378,14 @@ static char *audit_line(const cvx_cmd_req_t *r)
         for (int k = 0; k < CVX_CMD_ARGS_MAX && r->cmd->args[k].name != NULL; k++)
             if (k == a || ((r->cmd->args[k].flags & CVX_CMD_ARG_REST) && a >= k))
                 arg = &r->cmd->args[k];
-        if (arg != NULL && (arg->flags & CVX_CMD_ARG_SECRET))
+        if (masking || (arg != NULL && (arg->flags & CVX_CMD_ARG_SECRET)))
             cvx__sb_str(&b, " ***");
         else if (strpbrk(r->words[w], " \t\"") != NULL || r->words[w][0] == '\0')
             cvx__sb_printf(&b, " \"%s\"", r->words[w]); /* shown as typed, near enough */
         else
             cvx__sb_printf(&b, " %s", r->words[w]);
+        if (names_secret(r->words[w]))
+            masking = 1;
     }
     return b.s;
 }

@@ -111,6 +111,7 @@ static int h_at_once(cvx_cmd_req_t *req)
 
 static const char *const levels[] = {"low", "high", NULL};
 static const char *const force[] = {"force", NULL};
+static const char *const fields[] = {"name", "pin", NULL};
 
 static const cvx_cmd_t table[] = {
     {"test echo",
@@ -133,6 +134,15 @@ static const cvx_cmd_t table[] = {
     {"test table", {{0}}, CVX_CMD_READONLY, "Table", "A table.", h_table, NULL},
     {"test later", {{"what", 0, NULL, NULL, "w"}}, 0, "Later", "Finishes later.", h_later, NULL},
     {"test at once", {{0}}, 0, "At once", "Finishes inside.", h_at_once, NULL},
+    {"test field",
+     {{"box", 0, NULL, "box", "a box"},
+      {"field", 0, fields, NULL, "what"},
+      {"value", CVX_CMD_ARG_REST, NULL, NULL, "the value"}},
+     0,
+     "Set a field",
+     "Sets a field.",
+     h_echo,
+     NULL},
     {"test pin",
      {{"box", 0, NULL, "box", "a box"}, {"pin", CVX_CMD_ARG_SECRET, NULL, NULL, "the new PIN"}},
      0,
@@ -196,11 +206,11 @@ static void mistakes_name_what_was_expected(void **state)
     r = run("test bogus x", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "unknown command 'test bogus'; after 'test' expected one of: "
-                                "at, echo, fail, later, pin, plain, set, table\n");
+                                "at, echo, fail, field, later, pin, plain, set, table\n");
     r = run("test", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "incomplete command 'test'; expected 'test' followed by one "
-                                "of: at, echo, fail, later, pin, plain, set, table\n");
+                                "of: at, echo, fail, field, later, pin, plain, set, table\n");
     r = run("test set", 0, &admin);
     assert_int_equal(r.status, CVX__CTL_USAGE);
     assert_string_equal(r.body, "'test set' needs <level> (usage: test set <level> [force])\n");
@@ -338,7 +348,7 @@ static void completion_offers_words_choices_and_objects(void **state)
     assert_string_equal(m, "test\n");
     free(m);
     m = cvx__cmd_complete("test ");
-    assert_string_equal(m, "at\necho\nfail\nlater\npin\nplain\nset\ntable\n");
+    assert_string_equal(m, "at\necho\nfail\nfield\nlater\npin\nplain\nset\ntable\n");
     free(m);
     m = cvx__cmd_complete("test set h");
     assert_string_equal(m, "high\n");
@@ -420,18 +430,22 @@ static void changes_are_audited_and_secrets_masked(void **state)
     run("test set low", 0, &admin);       /* a change */
     run("test pin 1001 4321", 0, &admin); /* a change with a secret */
     run("test pin \"10 01\" 4321 9", 0, &admin);
-    run("test set high", 0, &viewer); /* refused */
-    run("test set loud", 0, &admin);  /* malformed */
+    run("test field 1001 pin 4321", 0, &admin);       /* a secret named by a word */
+    run("test field 1001 name Bob Smith", 0, &admin); /* no secret */
+    run("test set high", 0, &viewer);                 /* refused */
+    run("test set loud", 0, &admin);                  /* malformed */
     cvx__cmd_audit_fn = cvx__audit;
-    assert_int_equal(naudited, 5);
+    assert_int_equal(naudited, 7);
     assert_string_equal(audited[0], "root|test set low|ok");
     assert_string_equal(audited[1], "root|test pin 1001 ***|ok");
     assert_string_equal(audited[2], "root|test pin \"10 01\" *** 9|usage: 'test pin': unexpected "
                                     "argument '9' (usage: test pin <box> <pin>)");
-    assert_string_equal(audited[3], "bob|test set high|denied: permission denied: 'test set' "
+    assert_string_equal(audited[3], "root|test field 1001 pin ***|ok");
+    assert_string_equal(audited[4], "root|test field 1001 name Bob Smith|ok");
+    assert_string_equal(audited[5], "bob|test set high|denied: permission denied: 'test set' "
                                     "changes the system, and user bob may only run read-only "
                                     "commands");
-    assert_string_equal(audited[4], "root|test set loud|usage: 'test set': 'loud' is not one of: "
+    assert_string_equal(audited[6], "root|test set loud|usage: 'test set': 'loud' is not one of: "
                                     "low, high (usage: test set <level> [force])");
 }
 

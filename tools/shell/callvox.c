@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -444,6 +445,24 @@ static unsigned char complete_fn(EditLine *el, int ch)
     return ret;
 }
 
+/* 1 when a line carries a secret ("mailbox set 1001 pin 4321"): it stays out of the history
+ * file, as the daemon keeps it out of the audit log. */
+static int has_secret(const char *line)
+{
+    static const char *const words[] = {"pin", "password", "passphrase", "secret"};
+    char copy[1024];
+    snprintf(copy, sizeof(copy), "%s", line);
+    char *save = NULL;
+    int first = 1;
+    for (char *w = strtok_r(copy, " \t", &save); w != NULL; w = strtok_r(NULL, " \t", &save)) {
+        for (size_t i = 0; !first && i < sizeof(words) / sizeof(words[0]); i++)
+            if (strcasecmp(w, words[i]) == 0 && save != NULL && *save != '\0')
+                return 1;
+        first = 0;
+    }
+    return 0;
+}
+
 static void history_path(void)
 {
     const char *f = getenv("CALLVOX_HISTORY");
@@ -510,7 +529,8 @@ static int interactive(void)
         while (*p == ' ' || *p == '\t')
             p++;
         if (*p != '\0') {
-            history(C.hist, &ev, H_ENTER, p);
+            if (!has_secret(p))
+                history(C.hist, &ev, H_ENTER, p);
             int rc = local_command(p, &quit);
             status = rc >= 0 ? rc : run_command(p);
             if (strcmp(p, "help") == 0)
