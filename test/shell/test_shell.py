@@ -2,6 +2,7 @@
 the callvox binary one-shot (-x), through a pseudo-terminal (line editing, completion,
 history, attach mode), with --json, as real users and groups the test creates, and raw
 clients that send garbage, flood, stall or never read."""
+import atexit
 import grp
 import json
 import os
@@ -9,6 +10,7 @@ import pty
 import pwd
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -16,7 +18,8 @@ import subprocess
 import tempfile
 import time
 
-from cvxtest import BUILD, Daemon, main, wait_for
+import cvxtest
+from cvxtest import BUILD, main, wait_for
 
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
 # Who runs the tests: root in CI; another user is the daemon's own user here (admin too).
@@ -24,6 +27,21 @@ ME = pwd.getpwuid(os.getuid()).pw_name
 UID = os.getuid()
 WHY = "root" if UID == 0 else "the daemon's own user"
 NULL_LINES = "[null:lines]\nchannels = 4\n"
+
+# The daemons here load only the modules these tests use (null, echo), so that another part's
+# module that is broken for a while cannot fail the shell's tests.
+MODULES = tempfile.mkdtemp(prefix="cvx-shell-mods-")
+os.chmod(MODULES, 0o755)
+for _m in ("null.so", "echo.so"):
+    os.symlink(os.path.join(BUILD, "lib", "callvox", "modules", _m), os.path.join(MODULES, _m))
+atexit.register(shutil.rmtree, MODULES, True)
+
+
+def Daemon(conf="", general=None, **kw):
+    """cvxtest.Daemon with this file's module directory."""
+    g = {"module_dir": MODULES}
+    g.update(general or {})
+    return cvxtest.Daemon(conf, general=g, **kw)
 
 
 def sock_path(d):
@@ -113,6 +131,7 @@ class Pty:
     """callvox on a pseudo-terminal, as an administrator types at it."""
 
     def __init__(self, d, *args, home=None):
+        self.own_home = home is None
         self.home = home or tempfile.mkdtemp(prefix="cvx-home-")
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
@@ -166,11 +185,14 @@ class Pty:
         return code
 
     def kill(self):
+        """Ends the shell if it still runs (it is this test's child) and removes its home."""
         try:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+        if self.own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def started(conf=NULL_LINES, **kw):
@@ -863,8 +885,7 @@ def test_too_many_clients_are_told_so():
 
 def test_control_section_is_checked_and_shown():
     with Daemon(NULL_LINES + "[control]\nmax_pipeline = 0\nfrobs = 2\n") as d:
-        from cvxtest import run_callvoxd
-        rc, out = run_callvoxd(["--check-config", "--config", d.conf_path])
+        rc, out = cvxtest.run_callvoxd(["--check-config", "--config", d.conf_path])
         lines = open(d.conf_path).read().splitlines()
         assert rc == 2, out
         assert "callvoxd: %s:%d: [control] max_pipeline: 0 is out of range (1..10000)" % (
