@@ -6,7 +6,8 @@
  * at start; a module registers its table from load() and removes it from unload().  The
  * control socket parses what the client typed, checks the caller's rights against the
  * command's flags, checks the arguments against the table (count, fixed choices) and only
- * then calls the handler, so a handler sees well-formed input.
+ * then calls the handler, so a handler sees well-formed input.  A line runs the command whose
+ * name matches the most leading words ("show calls media" before "show calls").
  *
  *   static const char *const levels[] = {"error", "warning", "info", NULL};
  *   static int cmd_show_calls(cvx_cmd_req_t *req);
