@@ -19,8 +19,8 @@
 
 static const char *const folder_words[] = {"new", "saved", "deleted", "any", NULL};
 static const char *const field_words[] = {
-    "first_name", "last_name",      "pin",           "language",      "timezone", "email",
-    "mwi_device", "quota_messages", "quota_minutes", "max_message_s", "listed",   NULL};
+    "first_name",     "last_name",     "language",      "timezone", "email",           "mwi_device",
+    "quota_messages", "quota_minutes", "max_message_s", "listed",   "retention_class", NULL};
 
 static cvx_store_t *store_or_fail(cvx_cmd_req_t *req)
 {
@@ -196,6 +196,7 @@ static void show_mailbox(cvx_cmd_req_t *req, const cvx_mailbox_t *mb)
     cvx_cmd_printf(req, "email:          %s\n", mb->email[0] ? mb->email : "-");
     cvx_cmd_printf(req, "mwi device:     %s\n", mb->mwi_device[0] ? mb->mwi_device : "-");
     cvx_cmd_printf(req, "directory:      %s\n", mb->listed ? "listed" : "not listed");
+    cvx_cmd_printf(req, "retention:      class %u\n", mb->retention_class);
     cvx_cmd_printf(req, "created:        %s\n", created);
     cvx_cmd_json_str(req, "number", mb->number);
     cvx_cmd_json_str(req, "first_name", mb->first_name);
@@ -216,6 +217,7 @@ static void show_mailbox(cvx_cmd_req_t *req, const cvx_mailbox_t *mb)
     cvx_cmd_json_str(req, "email", mb->email);
     cvx_cmd_json_str(req, "mwi_device", mb->mwi_device);
     cvx_cmd_json_bool(req, "listed", mb->listed);
+    cvx_cmd_json_uint(req, "retention_class", mb->retention_class);
 }
 
 static void on_show(void *arg, int status, const cvx_mailbox_t *mb)
@@ -261,6 +263,15 @@ static int set_field(cvx_cmd_req_t *req, cvx_mailbox_t *mb, const char *field, c
         {"quota_minutes", NULL, 0, &mb->quota_minutes},
         {"max_message_s", NULL, 0, &mb->max_message_s},
     };
+    if (strcmp(field, "retention_class") == 0) {
+        if (value[0] < '0' || value[0] > '0' + CVX_STORE_RETENTION_CLASSES - 1 || value[1]) {
+            cvx_cmd_error(req, "retention_class: '%s' is not a class from 0 to %d", value,
+                          CVX_STORE_RETENTION_CLASSES - 1);
+            return CVX_EINVAL;
+        }
+        mb->retention_class = (uint8_t)(value[0] - '0');
+        return 0;
+    }
     if (strcmp(field, "listed") == 0) {
         if (strcmp(value, "yes") == 0)
             mb->listed = 1;
@@ -343,22 +354,29 @@ static int cmd_mailbox_set(cvx_cmd_req_t *req)
         cvx_cmd_error(req, "%s: the value is too long", field);
         return CVX_EINVAL;
     }
-    if (strcmp(field, "pin") == 0) {
-        size_t n = strlen(value);
-        if (n < CVX_STORE_PIN_MIN || n > CVX_STORE_PIN_MAX || strspn(value, "0123456789") != n) {
-            free(s);
-            cvx_cmd_error(req, "the PIN must be %d to %d digits", CVX_STORE_PIN_MIN,
-                          CVX_STORE_PIN_MAX);
-            return CVX_EINVAL;
-        }
-        snprintf(s->p.what, sizeof(s->p.what), "mailbox %s: PIN changed", number);
-        s->p.need_pin = 2; /* tells on_done that CVX_EEXIST is about the PIN history */
-        int rc = cvx_store_pin_set(st, number, value, on_done, &s->p);
-        sodium_memzero(s->value, sizeof(s->value));
-        return started(req, &s->p, rc);
-    }
     snprintf(s->p.what, sizeof(s->p.what), "mailbox %s: %s = %s", number, field, value);
     return started(req, &s->p, cvx_store_mailbox_get(st, number, on_set_loaded, s));
+}
+
+static int cmd_mailbox_pin(cvx_cmd_req_t *req)
+{
+    cvx_store_t *st = store_or_fail(req);
+    if (st == NULL)
+        return CVX_EUNAVAIL;
+    const char *number = cvx_cmd_arg_named(req, "number");
+    const char *pin = cvx_cmd_arg_named(req, "pin");
+    size_t n = strlen(pin);
+    if (n < CVX_STORE_PIN_MIN || n > CVX_STORE_PIN_MAX || strspn(pin, "0123456789") != n) {
+        cvx_cmd_error(req, "the PIN must be %d to %d digits", CVX_STORE_PIN_MIN, CVX_STORE_PIN_MAX);
+        return CVX_EINVAL;
+    }
+    pend_t *p = pend_new(req);
+    if (p == NULL)
+        return CVX_ENOMEM;
+    store__copy(p->number, number, sizeof(p->number));
+    snprintf(p->what, sizeof(p->what), "mailbox %s: PIN changed", number);
+    p->need_pin = 2; /* tells on_done that CVX_EEXIST is about the PIN history */
+    return started(req, p, cvx_store_pin_set(st, number, pin, on_done, p));
 }
 
 /* --- mailbox list ---------------------------------------------------------------------------- */
@@ -769,10 +787,19 @@ static const cvx_cmd_t store_cmds[] = {
       {"value", CVX_CMD_ARG_REST, NULL, NULL, "the new value"}},
      0,
      "Change a mailbox's PIN or options",
-     "Sets one field: first_name, last_name, pin (4 to 16 digits; not one of the recent ones), "
-     "language, timezone, email, mwi_device, quota_messages, quota_minutes, max_message_s "
-     "(numbers; 0 means none or the site default) or listed (yes or no).",
+     "Sets one field: first_name, last_name, language, timezone, email, mwi_device, "
+     "quota_messages, quota_minutes, max_message_s "
+     "(numbers; 0 means none or the site default), listed (yes or no) or retention_class "
+     "(0 to 3: how long saved messages are kept, see [store]).",
      cmd_mailbox_set,
+     NULL},
+    {"mailbox pin",
+     {NUMBER_ARG, {"pin", CVX_CMD_ARG_SECRET, NULL, NULL, "4 to 16 digits"}},
+     0,
+     "Set a mailbox's PIN",
+     "Sets the PIN (4 to 16 digits; not the current one nor one of the last pin_history). "
+     "It is stored as a salted slow hash; the audit log shows *** in its place.",
+     cmd_mailbox_pin,
      NULL},
     {"mailbox unlock",
      {NUMBER_ARG},

@@ -29,6 +29,8 @@ typedef struct store_section {
     long long pin_history;
     long long prefetch;
     long long deleted_retention_ms;
+    long long retention_ms[CVX_STORE_RETENTION_CLASSES];
+    long long retention_warning_ms;
 } store_section_t;
 
 static const cvx_option_t store_options[] = {
@@ -54,6 +56,20 @@ static const cvx_option_t store_options[] = {
     {"deleted_retention", CVX_OPT_DURATION, offsetof(store_section_t, deleted_retention_ms), "7d",
      0, 3650LL * 86400000, NULL, 0,
      "Messages in the deleted folder are purged this long after they were deleted; 0: never."},
+    {"saved_retention", CVX_OPT_DURATION, offsetof(store_section_t, retention_ms[0]), "0", 0,
+     36500LL * 86400000, NULL, 0,
+     "Saved messages of mailboxes in retention class 0 move to the deleted folder this long "
+     "after they were saved; 0: kept until the subscriber deletes them."},
+    {"retention_class1", CVX_OPT_DURATION, offsetof(store_section_t, retention_ms[1]), "0", 0,
+     36500LL * 86400000, NULL, 0, "Retention of saved messages in class 1; 0: forever."},
+    {"retention_class2", CVX_OPT_DURATION, offsetof(store_section_t, retention_ms[2]), "0", 0,
+     36500LL * 86400000, NULL, 0, "Retention of saved messages in class 2; 0: forever."},
+    {"retention_class3", CVX_OPT_DURATION, offsetof(store_section_t, retention_ms[3]), "0", 0,
+     36500LL * 86400000, NULL, 0, "Retention of saved messages in class 3; 0: forever."},
+    {"retention_warning", CVX_OPT_DURATION, offsetof(store_section_t, retention_warning_ms), "3d",
+     0, 3650LL * 86400000, NULL, 0,
+     "Saved messages this close to their retention are flagged, so the subscriber is warned "
+     "before they go."},
     CVX_OPTIONS_END,
 };
 
@@ -79,12 +95,26 @@ static void expired(void *arg, int status)
         cvx_warn("message store: purging deleted messages failed: %s", cvx_strerror(status));
 }
 
+static void retained(void *arg, int status)
+{
+    (void)arg;
+    if (status > 0)
+        cvx_info("message store: %d saved message%s reached %s retention and moved to the "
+                 "deleted folder",
+                 status, status == 1 ? "" : "s", status == 1 ? "its" : "their");
+    else if (status < 0)
+        cvx_warn("message store: applying retention classes failed: %s", cvx_strerror(status));
+}
+
 static void on_expire_timer(uv_timer_t *t)
 {
     (void)t;
-    if (the_store != NULL && S.deleted_retention_ms > 0)
-        cvx_store_expire(the_store, store__now_ms() - (uint64_t)S.deleted_retention_ms, expired,
-                         NULL);
+    if (the_store == NULL)
+        return;
+    uint64_t now = store__now_ms();
+    cvx_store_retain(the_store, now, retained, NULL);
+    if (S.deleted_retention_ms > 0)
+        cvx_store_expire(the_store, now - (uint64_t)S.deleted_retention_ms, expired, NULL);
 }
 
 /* Gives the store's files to the daemon's user when started as root. */
@@ -125,6 +155,9 @@ static int store_start(uv_loop_t *loop)
     conf.pin_lockout_ms = (uint64_t)S.pin_lockout_ms;
     conf.pin_history = (uint32_t)S.pin_history;
     conf.prefetch = (uint32_t)S.prefetch;
+    for (int i = 0; i < CVX_STORE_RETENTION_CLASSES; i++)
+        conf.retention_ms[i] = (uint64_t)S.retention_ms[i];
+    conf.retention_warning_ms = (uint64_t)S.retention_warning_ms;
     char err[512] = "";
     int rc = cvx_store_open(loop, &conf, &the_store, err, sizeof(err));
     if (rc != 0) {

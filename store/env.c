@@ -75,6 +75,7 @@ void cvx_store_conf_defaults(cvx_store_conf_t *conf)
     conf->pin_history = 4;
     conf->prefetch = 8;
     conf->group_commit = 1;
+    conf->retention_warning_ms = 3ull * 86400000;
 }
 
 /* --- schema ------------------------------------------------------------------------------ */

@@ -178,6 +178,7 @@ typedef enum wtype {
     W_EXPIRE,
     W_GREET_DEL,
     W_MWI_REPORT,
+    W_RETAIN,
 } wtype_t;
 
 struct wop {

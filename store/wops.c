@@ -551,6 +551,7 @@ static int op_move(cvx_store_t *st, MDB_txn *txn, wop_t *op)
         return rc;
     m.folder = (uint8_t)op->n;
     m.folder_changed_ms = op->now_ms;
+    m.flags &= ~(uint32_t)CVX_MSG_EXPIRING; /* its retention starts again */
     rc = account(st, txn, &m, 1, op);
     if (rc == 0)
         rc = put_rec(st, txn, DB_MESSAGES, m.id, strlen(m.id), REC_MESSAGE, &m);
@@ -630,6 +631,88 @@ static int op_expire(cvx_store_t *st, MDB_txn *txn, wop_t *op)
     return rc;
 }
 
+/* The retention of a mailbox's saved messages (0: forever). */
+static uint64_t retention_of(cvx_store_t *st, MDB_txn *txn, const char *number)
+{
+    MDB_val k = {strlen(number), (void *)number}, v;
+    mbrec_t *mb = malloc(sizeof(*mb));
+    unsigned cls = 0;
+    if (mb != NULL && mdb_get(txn, st->dbi[DB_MAILBOXES], &k, &v) == 0 &&
+        store__decode(REC_MAILBOX, v.mv_data, v.mv_size, mb) == 0)
+        cls = mb->pub.retention_class;
+    free(mb);
+    if (cls >= CVX_STORE_RETENTION_CLASSES)
+        cls = 0;
+    return st->conf.retention_ms[cls];
+}
+
+static int op_retain(cvx_store_t *st, MDB_txn *txn, wop_t *op)
+{
+    enum { SLICE = 256 };
+    cvx_message_t *todo = malloc(SLICE * sizeof(*todo));
+    uint8_t *expire = malloc(SLICE);
+    MDB_cursor *c;
+    int rc = todo && expire ? mdb_cursor_open(txn, st->dbi[DB_MESSAGES], &c) : ENOMEM;
+    if (rc != 0) {
+        free(todo);
+        free(expire);
+        return E(rc);
+    }
+    char last[CVX_STORE_NUMBER_MAX] = "";
+    uint64_t limit = 0;
+    unsigned count = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && count < SLICE;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        cvx_message_t *m = &todo[count];
+        if (store__decode(REC_MESSAGE, v.mv_data, v.mv_size, m) != 0 ||
+            m->folder != CVX_FOLDER_SAVED)
+            continue;
+        if (strcmp(m->mailbox, last) != 0) {
+            memcpy(last, m->mailbox, sizeof(last));
+            limit = retention_of(st, txn, m->mailbox);
+        }
+        uint64_t age = op->u1 > m->folder_changed_ms ? op->u1 - m->folder_changed_ms : 0;
+        if (limit == 0)
+            continue;
+        if (age >= limit)
+            expire[count++] = 1;
+        else if (age + st->conf.retention_warning_ms >= limit && !(m->flags & CVX_MSG_EXPIRING))
+            expire[count++] = 0;
+    }
+    mdb_cursor_close(c);
+    rc = 0;
+    op->n = 0;
+    for (unsigned i = 0; rc == 0 && i < count; i++) {
+        cvx_message_t *m = &todo[i];
+        if (!expire[i]) {
+            m->flags |= CVX_MSG_EXPIRING;
+            rc = put_rec(st, txn, DB_MESSAGES, m->id, strlen(m->id), REC_MESSAGE, m);
+            continue;
+        }
+        /* Saved to deleted: counters, index and record; purged later like any deleted one. */
+        rc = account(st, txn, m, 0, op);
+        m->folder = CVX_FOLDER_DELETED;
+        m->folder_changed_ms = op->u1;
+        m->flags &= ~(uint32_t)CVX_MSG_EXPIRING;
+        if (rc == 0)
+            rc = account(st, txn, m, 1, op);
+        if (rc == 0)
+            rc = put_rec(st, txn, DB_MESSAGES, m->id, strlen(m->id), REC_MESSAGE, m);
+        if (rc == 0) {
+            uint8_t key[CVX_STORE_NUMBER_MAX + 8 + CVX_STORE_ID_MAX];
+            MDB_val ik = {store__idx_key(m->mailbox, m->received_ms, m->id, key), key};
+            MDB_val iv = {1, &m->folder};
+            rc = E(mdb_put(txn, st->dbi[DB_MBIDX], &ik, &iv, 0));
+        }
+        op->n++;
+    }
+    free(todo);
+    free(expire);
+    op->mwi_changed = 0; /* saved messages never light the lamp */
+    return rc;
+}
+
 static int op_greet_del(cvx_store_t *st, MDB_txn *txn, wop_t *op)
 {
     uint8_t gk[CVX_STORE_NUMBER_MAX + 2];
@@ -698,6 +781,8 @@ int store__apply(cvx_store_t *st, MDB_txn *txn, wop_t *op)
         return op_greet_del(st, txn, op);
     case W_MWI_REPORT:
         return op_mwi_report(st, txn, op);
+    case W_RETAIN:
+        return op_retain(st, txn, op);
     }
     return CVX_EINVAL;
 }

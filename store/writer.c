@@ -135,11 +135,8 @@ static void finish_batch(cvx_store_t *st, wop_t *ops, int commit_status)
         next = op->next;
         if (commit_status != 0)
             op->status = commit_status;
-        if (op->type == W_APPEND) {
-            if (op->status != 0 && op->stream->werr == 0)
-                op->stream->werr = op->status;
-            __atomic_sub_fetch(&st->wqueued_bytes, op->len, __ATOMIC_RELAXED);
-        }
+        if (op->type == W_APPEND && op->status != 0 && op->stream->werr == 0)
+            op->stream->werr = op->status;
         if (op->status == CVX_EFULL)
             __atomic_add_fetch(&st->full_refusals, 1, __ATOMIC_RELAXED);
         if (op->status == 0 && op->type == W_COMMIT)
@@ -215,6 +212,8 @@ static void deliver(cvx_async_job_t *job)
     cvx_store_t *st = op->st;
     switch (op->type) {
     case W_APPEND:
+        /* Audio counts against queue_max until its completion reaches the loop. */
+        __atomic_sub_fetch(&st->wqueued_bytes, op->len, __ATOMIC_RELAXED);
         break;
     case W_COMMIT:
     case W_COPY:
@@ -226,6 +225,7 @@ static void deliver(cvx_async_job_t *job)
             op->cb.pin(op->arg, op->status, op->status == 0 ? &op->pin : NULL);
         break;
     case W_EXPIRE:
+    case W_RETAIN:
         if (op->cb.done != NULL)
             op->cb.done(op->arg, op->status == 0 ? (int)op->n : op->status);
         break;

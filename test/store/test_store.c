@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sndfile.h>
@@ -1053,6 +1054,129 @@ static void test_backup_under_load(void **state)
     E->conf.path = orig;
 }
 
+static void test_append_queue_limit(void **state)
+{
+    (void)state;
+    E->conf.queue_max = 64 * 1024;
+    open_ok();
+    assert_int_equal(st_put(E, "1400", "A", "B", CVX_PUT_CREATE), 0);
+    cvx_message_t m = {0};
+    strcpy(m.id, "busy1");
+    strcpy(m.mailbox, "1400");
+    m.rate = 8000;
+    cvx_store_stream_t *s;
+    assert_int_equal(cvx_store_deposit_open(E->st, &m, &s), 0);
+    static uint8_t audio[16 * 1024], want[80 * 1024];
+    int appended = 0, rc;
+    /* Queued audio counts until its completion reaches the loop, and the loop does not run
+     * here: the queue fills up and the recorder is told to wait, memory does not grow. */
+    while ((rc = cvx_store_stream_append(s, audio, sizeof(audio))) == 0 && appended < 5) {
+        memcpy(want + appended * sizeof(audio), audio, sizeof(audio));
+        appended++;
+        audio[0]++;
+    }
+    assert_int_equal(rc, CVX_EBUSY);
+    assert_string_equal(cvx_strerror(rc), "resource busy");
+    assert_int_equal(appended, 4);
+    /* Once the writer has caught up, appends are taken again and nothing was lost. */
+    copywait_t w = {0};
+    assert_int_equal(st_put(E, "1401", "A", "B", CVX_PUT_CREATE), 0);
+    assert_int_equal(cvx_store_stream_append(s, audio, sizeof(audio)), 0);
+    memcpy(want + appended * sizeof(audio), audio, sizeof(audio));
+    assert_int_equal(cvx_store_stream_commit(s, 1000, on_copy, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(w.status, 0);
+    static uint8_t back[80 * 1024];
+    size_t len;
+    assert_int_equal(st_play_msg(E, "busy1", back, sizeof(back), &len), 0);
+    assert_int_equal(len, 5 * sizeof(audio));
+    assert_memory_equal(back, want, len);
+}
+
+static void test_temporary_greeting_expiry_kept(void **state)
+{
+    (void)state;
+    open_ok();
+    assert_int_equal(st_put(E, "1500", "A", "B", CVX_PUT_CREATE), 0);
+    cvx_store_stream_t *s;
+    uint64_t until = 1893456000000ull; /* 2030-01-01 UTC */
+    assert_int_equal(cvx_store_greeting_open(E->st, "1500", CVX_GREETING_TEMPORARY, CVX_CODEC_PCM16,
+                                             16000, until, 0, &s),
+                     0);
+    uint8_t audio[640] = {0};
+    assert_int_equal(cvx_store_stream_append(s, audio, sizeof(audio)), 0);
+    copywait_t w = {0};
+    assert_int_equal(cvx_store_stream_commit(s, 20, on_copy, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(w.status, 0);
+    cvx_mailbox_t mb;
+    assert_int_equal(st_get(E, "1500", &mb), 0);
+    assert_int_equal(mb.greetings, 1u << CVX_GREETING_TEMPORARY);
+    assert_int_equal(mb.temporary_until_ms, until);
+    assert_int_equal(cvx_store_greeting_open(E->st, "1500", CVX_GREETING_COUNT, CVX_CODEC_PCM16,
+                                             16000, 0, 0, &s),
+                     CVX_EINVAL);
+}
+
+static void test_retention_classes(void **state)
+{
+    (void)state;
+    const uint64_t day = 86400000;
+    E->conf.retention_ms[1] = 10 * day;
+    E->conf.retention_warning_ms = 3 * day;
+    open_ok();
+    cvx_mailbox_t mb = {0};
+    strcpy(mb.number, "1600");
+    mb.retention_class = 1;
+    st_wait_t w = {0};
+    assert_int_equal(cvx_store_mailbox_put(E->st, &mb, CVX_PUT_CREATE, st_done_cb, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(st_put(E, "1601", "A", "B", CVX_PUT_CREATE), 0); /* class 0: forever */
+    uint8_t audio[1000];
+    st_audio_for("keep1", audio, sizeof(audio));
+    assert_int_equal(st_deposit(E, "ret1", "1600", audio, sizeof(audio), 500, NULL), 0);
+    assert_int_equal(st_deposit(E, "ret2", "1601", audio, sizeof(audio), 500, NULL), 0);
+    assert_int_equal(st_deposit(E, "ret3", "1600", audio, sizeof(audio), 500, NULL), 0);
+    assert_int_equal(st_move(E, "ret1", CVX_FOLDER_SAVED), 0);
+    assert_int_equal(st_move(E, "ret2", CVX_FOLDER_SAVED), 0);
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+
+    /* Eight days on: within the warning, flagged, still saved. */
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(cvx_store_retain(E->st, now + 8 * day, st_done_cb, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(w.status, 0);
+    cvx_message_t m;
+    assert_int_equal(st_msg(E, "ret1", &m), 0);
+    assert_int_equal(m.folder, CVX_FOLDER_SAVED);
+    assert_true(m.flags & CVX_MSG_EXPIRING);
+    assert_int_equal(st_msg(E, "ret2", &m), 0);
+    assert_false(m.flags & CVX_MSG_EXPIRING);
+    assert_int_equal(st_msg(E, "ret3", &m), 0); /* new messages are not retained */
+    assert_false(m.flags & CVX_MSG_EXPIRING);
+
+    /* Eleven days on: class 1's saved message goes to the deleted folder. */
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(cvx_store_retain(E->st, now + 11 * day, st_done_cb, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(w.status, 1);
+    assert_int_equal(st_msg(E, "ret1", &m), 0);
+    assert_int_equal(m.folder, CVX_FOLDER_DELETED);
+    assert_false(m.flags & CVX_MSG_EXPIRING);
+    assert_int_equal(st_msg(E, "ret2", &m), 0);
+    assert_int_equal(m.folder, CVX_FOLDER_SAVED);
+    cvx_mailbox_t got;
+    assert_int_equal(st_get(E, "1600", &got), 0);
+    assert_int_equal(got.msgs_saved, 0);
+    assert_int_equal(got.msgs_deleted, 1);
+    assert_int_equal(got.msgs_new, 1);
+    /* Saving again restarts the retention and clears the flag. */
+    assert_int_equal(st_move(E, "ret1", CVX_FOLDER_SAVED), 0);
+    assert_int_equal(st_msg(E, "ret1", &m), 0);
+    assert_false(m.flags & CVX_MSG_EXPIRING);
+    assert_int_equal(st_verify(E), 0);
+}
+
 /* --- CSV import ---------------------------------------------------------------------------- */
 
 typedef struct importwait {
@@ -1147,6 +1271,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_closed_store_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_queue_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_classes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_temporary_greeting_expiry_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

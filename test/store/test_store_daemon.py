@@ -93,9 +93,21 @@ def test_mailbox_commands():
         assert "name:           John Smith\n" in out, out
         assert "pin:            not set; 0 failed attempts; locked until -\n" in out, out
         fails(d, "mailbox show 2999", "no mailbox 2999")
-        assert ok(d, "mailbox set 2001 pin 4321") == "mailbox 2001: PIN changed\n"
-        fails(d, "mailbox set 2001 pin 12", "the PIN must be 4 to 16 digits")
-        fails(d, "mailbox set 2001 pin 4321", "the PIN repeats a recent one")
+        assert ok(d, "mailbox pin 2001 4321") == "mailbox 2001: PIN changed\n"
+        fails(d, "mailbox pin 2001 12", "the PIN must be 4 to 16 digits")
+        fails(d, "mailbox pin 2001 4321", "the PIN repeats a recent one")
+        fails(d, "mailbox pin 2999 4321", "no mailbox 2999")
+        # The audit log names the command but never the PIN.
+        audit_path = os.path.join(d.data_dir, "audit.log")
+
+        def audited():
+            return os.path.exists(audit_path) and "mailbox pin 2001 ***" in open(audit_path).read()
+        wait_for(audited, 10, "the PIN change in the audit log")
+        assert "4321" not in open(audit_path).read()
+        assert ok(d, "mailbox set 2001 retention_class 2") == \
+            "mailbox 2001: retention_class = 2\n"
+        fails(d, "mailbox set 2001 retention_class 9",
+              "retention_class: '9' is not a class from 0 to 3")
         assert ok(d, "mailbox set 2001 quota_messages 30") == \
             "mailbox 2001: quota_messages = 30\n"
         fails(d, "mailbox set 2001 quota_messages lots", "quota_messages: 'lots' is not a number")
@@ -104,6 +116,7 @@ def test_mailbox_commands():
         fails(d, "mailbox set 2999 email a@b", "no mailbox 2999")
         out = ok(d, "mailbox show 2001")
         assert "quota:          30 messages, 0 minutes (0: none)\n" in out, out
+        assert "retention:      class 2\n" in out, out
         assert "pin:            set;" in out and "email:          john@example.com\n" in out, out
         rc, out, err = x(d, "mailbox show 2001", json_=True)
         j = json.loads(out)["result"]

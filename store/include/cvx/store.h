@@ -82,7 +82,11 @@ typedef enum cvx_codec {
 enum {
     CVX_MSG_URGENT = 1 << 0,
     CVX_MSG_PRIVATE = 1 << 1,
+    CVX_MSG_EXPIRING = 1 << 2, /* saved, and its retention class deletes it soon (set by the
+                                  store, cleared when the message is saved again) */
 };
+
+#define CVX_STORE_RETENTION_CLASSES 4
 
 enum {
     CVX_GREETING_REFUSE = 1 << 0, /* extended absence: callers may not leave messages */
@@ -214,7 +218,11 @@ typedef struct cvx_store_conf {
     uint64_t pin_lockout_ms;
     uint32_t pin_history; /* a new PIN may not repeat one of the last N */
     uint32_t prefetch;    /* chunks read ahead during playback */
-    int group_commit;     /* 0: one transaction per operation (benchmarks only) */
+    /* How long a saved message is kept, per mailbox retention class (0: forever), and how
+     * long before that it is flagged CVX_MSG_EXPIRING (the subscriber is warned). */
+    uint64_t retention_ms[CVX_STORE_RETENTION_CLASSES];
+    uint64_t retention_warning_ms;
+    int group_commit; /* 0: one transaction per operation (benchmarks only) */
 } cvx_store_conf_t;
 
 /* Fills conf with the defaults ([store] section defaults); path is left NULL. */
@@ -349,6 +357,11 @@ int cvx_store_message_copy(cvx_store_t *st, const char *id, const char *new_id, 
 /* Purges messages in the deleted folder since before older_than_ms (UTC); cb's status is the
  * number purged (>= 0) or CVX_E*. */
 int cvx_store_expire(cvx_store_t *st, uint64_t older_than_ms, cvx_store_done_cb cb, void *arg);
+
+/* Applies the retention classes as of now_ms (UTC): saved messages older than their
+ * mailbox class's retention move to the deleted folder; those within retention_warning of it
+ * are flagged CVX_MSG_EXPIRING.  cb's status is the number moved (>= 0) or CVX_E*. */
+int cvx_store_retain(cvx_store_t *st, uint64_t now_ms, cvx_store_done_cb cb, void *arg);
 
 /* --- greetings ------------------------------------------------------------------------------ */
 
