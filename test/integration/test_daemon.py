@@ -32,7 +32,7 @@ def test_check_config_ok():
 def test_check_config_reports_every_error_with_file_and_line():
     with Daemon() as d:
         body = ("role = sideways\nbogus = 1\n[null:x]\nchannels = 0\nchannels = 2\n"
-                "[sip:pbx]\nport = 1\n[log]\nstall_threshold = 5x\nthis is not ini\n")
+                "[fax:tray]\npages = 1\n[log]\nstall_threshold = 5x\nthis is not ini\n")
         with open(d.conf_path, "a") as f:
             f.write(body)
         lines = open(d.conf_path).read().splitlines()
@@ -51,8 +51,8 @@ def test_check_config_reports_every_error_with_file_and_line():
             "%s:%d: [null:x] channels: 0 is out of range (1..100000)" % (p, at("channels = 0")),
             "%s:%d: [null:x] channels: set twice in one file (first at line %d)"
             % (p, at("channels = 2"), at("channels = 0")),
-            "%s:%d: unknown section [sip:pbx] (no loaded module reads 'sip' sections)"
-            % (p, at("[sip:pbx]")),
+            "%s:%d: unknown section [fax:tray] (no loaded module reads 'fax' sections)"
+            % (p, at("[fax:tray]")),
             "configuration has errors; not starting",
         ]
         got = [l[len("callvoxd: "):] for l in out.splitlines() if l.startswith("callvoxd: ")]
