@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "cvx/error.h"
+#include "cvx/log.h"
+#include "cvx/reactor.h"
 #include "storetest.h"
 
 #define CHUNK     8000
@@ -44,6 +46,7 @@ typedef struct bench {
     double *lat;
     size_t nlat, caplat;
     int draining;
+    cvx_watchdog_t wd;
 } bench_t;
 
 static uint8_t chunk_buf[CHUNK];
@@ -165,6 +168,8 @@ static int run(int group, double seconds, unsigned nrecs, unsigned rate)
         b->e.conf.path = strdup(p);
     }
     b->e.conf.group_commit = group;
+    /* The loop's busy time is measured as in the daemon (stall threshold 10 ms). */
+    uv_loop_configure(&b->e.loop, UV_METRICS_IDLE_TIME);
     b->e.conf.map_size = 4096ull << 20;
     b->e.conf.map_max = 65536ull << 20;
     if (st_open(&b->e) != 0) {
@@ -183,6 +188,7 @@ static int run(int group, double seconds, unsigned nrecs, unsigned rate)
         open_rec(b, i);
     /* Start the recordings at staggered points so that commits spread out. */
     b->next_commit = 0;
+    cvx_watchdog_start(&b->wd, &b->e.loop, 10);
     uv_timer_init(&b->e.loop, &b->tick);
     b->tick.data = b;
     b->start_ns = uv_hrtime();
@@ -194,6 +200,7 @@ static int run(int group, double seconds, unsigned nrecs, unsigned rate)
     cvx_store_stats_t s;
     st_stats(&b->e, &s);
     uv_close((uv_handle_t *)&b->tick, NULL);
+    cvx_watchdog_stop(&b->wd);
     qsort(b->lat, b->nlat, sizeof(double), cmp_d);
     double p50 = pct(b->lat, b->nlat, 0.50), p99 = pct(b->lat, b->nlat, 0.99);
     double mx = b->nlat ? b->lat[b->nlat - 1] : 0;
@@ -206,6 +213,9 @@ static int run(int group, double seconds, unsigned nrecs, unsigned rate)
     printf("%-28s commit latency p50 %7.2f ms  p99 %8.2f ms  max %8.2f ms  (target p99 <= 20 "
            "ms: %s)\n",
            "", p50, p99, mx, p99 <= 20.0 ? "met" : "NOT met");
+    printf("%-28s loop: %llu iterations, longest busy %.2f ms, %llu over 10 ms\n", "",
+           (unsigned long long)b->wd.iterations, (double)b->wd.busy_max_ns / 1e6,
+           (unsigned long long)b->wd.stalls);
     printf("%-28s transactions %llu (%.1f operations each), store %llu MB\n", "",
            (unsigned long long)s.transactions,
            s.transactions ? (double)(b->appends + b->commits_done) / (double)s.transactions : 0,
@@ -220,6 +230,7 @@ static int run(int group, double seconds, unsigned nrecs, unsigned rate)
 
 int main(int argc, char **argv)
 {
+    cvx_log_set_level(CVX_LOG_WARN);
     double seconds = argc > 1 ? atof(argv[1]) : 10;
     unsigned nrecs = argc > 2 ? (unsigned)atoi(argv[2]) : 2000;
     unsigned rate = argc > 3 ? (unsigned)atoi(argv[3]) : 300;
