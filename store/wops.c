@@ -505,6 +505,11 @@ static int login(cvx_store_t *st, mbrec_t *mb, wop_t *op)
 {
     cvx_pin_result_t *r = &op->pin;
     memset(r, 0, sizeof(*r));
+    if (mb->pub.locked_until_ms != 0 && mb->pub.locked_until_ms <= op->now_ms) {
+        /* The lock has run out: the caller starts again with every attempt. */
+        mb->pub.locked_until_ms = 0;
+        mb->pub.failed_logins = 0;
+    }
     if (mb->pub.locked_until_ms > op->now_ms) {
         r->verdict = CVX_PIN_LOCKED;
         r->locked_until_ms = mb->pub.locked_until_ms;

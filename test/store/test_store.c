@@ -579,6 +579,37 @@ static void test_pin(void **state)
     assert_int_equal(w.r.verdict, CVX_PIN_OK);
 }
 
+static void test_pin_lock_runs_out(void **state)
+{
+    (void)state;
+    E->conf.pin_attempts = 2;
+    E->conf.pin_lockout_ms = 1;
+    open_ok();
+    assert_int_equal(st_put(E, "510", "A", "B", CVX_PUT_CREATE), 0);
+    assert_int_equal(set_pin("510", "2580"), 0);
+    pinwait_t w = check_pin("510", "0000");
+    assert_int_equal(w.r.attempts_left, 1);
+    w = check_pin("510", "0001");
+    assert_int_equal(w.r.verdict, CVX_PIN_WRONG);
+    uint64_t until = w.r.locked_until_ms;
+    assert_true(until > 0);
+    /* Poll the clock past the lock (1 ms). */
+    struct timespec ts;
+    do
+        clock_gettime(CLOCK_REALTIME, &ts);
+    while ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 <= until);
+    /* A wrong PIN after the lock ran out counts as the first of a new series. */
+    w = check_pin("510", "0002");
+    assert_int_equal(w.r.verdict, CVX_PIN_WRONG);
+    assert_int_equal(w.r.attempts_left, 1);
+    w = check_pin("510", "2580");
+    assert_int_equal(w.r.verdict, CVX_PIN_OK);
+    cvx_mailbox_t mb;
+    assert_int_equal(st_get(E, "510", &mb), 0);
+    assert_int_equal(mb.failed_logins, 0);
+    assert_int_equal(mb.locked_until_ms, 0);
+}
+
 /* --- directory ------------------------------------------------------------------------------- */
 
 typedef struct dirwait {
@@ -1259,6 +1290,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folders_and_mwi, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greetings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_lock_runs_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_wav, setup, teardown),
