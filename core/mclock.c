@@ -89,7 +89,11 @@ static void on_timer(uv_poll_t *h, int status, int events)
     cvx_loop_doing("media clock tick");
 
     uint64_t now = uv_hrtime();
-    while (c->nsubs > 0) {
+    /* At most one period's slots per wake-up: when the ticks themselves keep the clock behind
+     * (a loaded or preempted process), the loop runs its other events (signalling, the control
+     * socket) before the clock goes on; the timer, re-armed in the past, fires at once. */
+    unsigned served = 0;
+    while (c->nsubs > 0 && served < c->nslots) {
         uint64_t d = slot_deadline(c, c->next_slot);
         /* Held up for more than a period, before this wake-up or by a tick during it: skip
          * whole periods rather than bursting through the missed ones. */
@@ -104,6 +108,7 @@ static void on_timer(uv_poll_t *h, int status, int events)
         unsigned slot = c->next_slot;
         advance(c);
         serve_slot(c, slot, d);
+        served++;
         now = uv_hrtime();
     }
     cvx_loop_doing(NULL);

@@ -293,12 +293,8 @@ static void record_frame(cvx_media_t *m, const cvx_frame_t *f, uint64_t now)
     }
     if (f->codec == CVX_CODEC_L16 && f->len >= n * 2)
         memcpy(lin, f->data, n * 2);
-    else if (f->codec == CVX_CODEC_PCMU && f->len >= n)
-        for (unsigned i = 0; i < n; i++)
-            lin[i] = ulaw_to_linear(f->data[i]);
-    else if (f->codec == CVX_CODEC_PCMA && f->len >= n)
-        for (unsigned i = 0; i < n; i++)
-            lin[i] = alaw_to_linear(f->data[i]);
+    else if ((f->codec == CVX_CODEC_PCMU || f->codec == CVX_CODEC_PCMA) && f->len >= n)
+        cvx__g711_decode(f->codec == CVX_CODEC_PCMA, f->data, lin, n);
     else
         return; /* malformed frame: nothing to record */
     m->last_frame_ns = now;

@@ -64,6 +64,7 @@ struct cvx_rtp {
     cvx_rtp_remote_t remote;
     int have_remote;
     int started, held, dead, busy, timed_out;
+    unsigned ticks;
 
     /* sending */
     uint32_t ssrc;
@@ -110,6 +111,68 @@ struct cvx_rtp {
 
 static cvx_rtp_t *sessions;
 static unsigned session_count;
+
+/* Sessions by channel, for cvx_rtp_of_chan() ("show calls media" looks up every call): open
+ * addressing on the channel pointer, tombstones on removal, rebuilt when it fills up. */
+#define BY_CHAN_DEAD ((cvx_rtp_t *)1)
+static cvx_rtp_t **by_chan;
+static size_t by_chan_size, by_chan_used; /* used counts live entries and tombstones */
+
+static size_t chan_hash(const cvx_chan_t *c, size_t size)
+{
+    uint64_t h = (uint64_t)(uintptr_t)c * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 20) & (size - 1);
+}
+
+static int by_chan_grow(void)
+{
+    size_t nsize = by_chan_size ? by_chan_size : 64;
+    while (nsize < 4 * (size_t)(session_count + 1))
+        nsize *= 2;
+    cvx_rtp_t **t = calloc(nsize, sizeof(*t));
+    if (t == NULL)
+        return CVX_ENOMEM;
+    free(by_chan);
+    by_chan = t;
+    by_chan_size = nsize;
+    by_chan_used = 0;
+    for (cvx_rtp_t *r = sessions; r != NULL; r = r->next) {
+        size_t i = chan_hash(r->chan, nsize);
+        while (by_chan[i] != NULL)
+            i = (i + 1) & (nsize - 1);
+        by_chan[i] = r;
+        by_chan_used++;
+    }
+    return 0;
+}
+
+/* Call after linking rtp into sessions. */
+static int by_chan_add(cvx_rtp_t *rtp)
+{
+    if (2 * (by_chan_used + 1) > by_chan_size)
+        return by_chan_grow(); /* rebuilds from the session list, rtp included */
+    size_t i = chan_hash(rtp->chan, by_chan_size);
+    while (by_chan[i] != NULL && by_chan[i] != BY_CHAN_DEAD)
+        i = (i + 1) & (by_chan_size - 1);
+    if (by_chan[i] == NULL)
+        by_chan_used++;
+    by_chan[i] = rtp;
+    return 0;
+}
+
+static void by_chan_remove(cvx_rtp_t *rtp)
+{
+    if (by_chan_size == 0)
+        return;
+    size_t i = chan_hash(rtp->chan, by_chan_size);
+    while (by_chan[i] != NULL) {
+        if (by_chan[i] == rtp) {
+            by_chan[i] = BY_CHAN_DEAD;
+            return;
+        }
+        i = (i + 1) & (by_chan_size - 1);
+    }
+}
 static uint16_t port_cursor;
 static cvx_mclock_stats_t send_late; /* process-wide send lateness */
 
@@ -274,12 +337,7 @@ static void send_packet(cvx_rtp_t *rtp, const uint8_t *pkt, size_t len)
 
 static void encode(cvx_codec_t codec, const int16_t *in, uint8_t *out, unsigned n)
 {
-    if (codec == CVX_CODEC_PCMA)
-        for (unsigned i = 0; i < n; i++)
-            out[i] = linear_to_alaw(in[i]);
-    else
-        for (unsigned i = 0; i < n; i++)
-            out[i] = linear_to_ulaw(in[i]);
+    cvx__g711_encode(codec == CVX_CODEC_PCMA, in, out, n);
 }
 
 /* Starts the next queued digit, RFC 4733 or in-band. */
@@ -337,6 +395,14 @@ static void send_audio(cvx_rtp_t *rtp)
     int16_t lin[CVX__JB_MAX_PKT];
     uint8_t pkt[12 + CVX__JB_MAX_PKT];
     unsigned n = rtp->pkt_samples;
+    cvx__rtp_put_hdr(pkt, rtp->marker, rtp->remote.payload_type, rtp->seq++, rtp->ts, rtp->ssrc);
+    rtp->marker = 0;
+    if (rtp->out_len == 0 && rtp->dtmf_gen == NULL) {
+        /* Nothing to say (a call being recorded): the codec's silence, without encoding. */
+        memset(pkt + 12, silence_byte(rtp->remote.codec), n);
+        send_packet(rtp, pkt, 12 + n);
+        return;
+    }
     for (unsigned i = 0; i < n; i++) {
         if (rtp->out_len > 0) {
             lin[i] = rtp->outq[rtp->out_head];
@@ -352,8 +418,6 @@ static void send_audio(cvx_rtp_t *rtp)
         if (got > 0)
             memcpy(lin, tone, (size_t)got * sizeof(int16_t));
     }
-    cvx__rtp_put_hdr(pkt, rtp->marker, rtp->remote.payload_type, rtp->seq++, rtp->ts, rtp->ssrc);
-    rtp->marker = 0;
     encode(rtp->remote.codec, lin, pkt + 12, n);
     send_packet(rtp, pkt, 12 + n);
 }
@@ -525,12 +589,7 @@ static void drain(cvx_rtp_t *rtp, int fd, int is_rtcp, uint64_t now)
 
 static void decode(cvx_codec_t codec, const uint8_t *in, int16_t *out, unsigned n)
 {
-    if (codec == CVX_CODEC_PCMA)
-        for (unsigned i = 0; i < n; i++)
-            out[i] = alaw_to_linear(in[i]);
-    else
-        for (unsigned i = 0; i < n; i++)
-            out[i] = ulaw_to_linear(in[i]);
+    cvx__g711_decode(codec == CVX_CODEC_PCMA, in, out, n);
 }
 
 /* Plays one frame out of the jitter buffer, upward. */
@@ -629,7 +688,9 @@ static void rtp_tick(cvx_mclock_sub_t *sub, uint64_t deadline)
     if (rtp->have_remote && !rtp->held)
         record_late(rtp, now > deadline ? now - deadline : 0);
     drain(rtp, rtp->fd, 0, now);
-    if (!rtp->dead)
+    /* RTCP comes every few seconds: looking every 25th tick (0.5 s) saves a system call per
+     * call and tick. */
+    if (!rtp->dead && ++rtp->ticks % 25 == 0)
         drain(rtp, rtp->rtcp_fd, 1, now);
     if (!rtp->dead && !rtp->held && rtp->have_remote)
         play_tick(rtp);
@@ -686,6 +747,10 @@ int cvx_rtp_create(uv_loop_t *loop, cvx_drv_inst_t *inst, cvx_chan_t *chan,
         sessions->prev = rtp;
     sessions = rtp;
     session_count++;
+    if (by_chan_add(rtp) != 0) {
+        cvx_rtp_destroy(rtp);
+        return CVX_ENOMEM;
+    }
     *out = rtp;
     return 0;
 }
@@ -852,6 +917,7 @@ void cvx_rtp_destroy(cvx_rtp_t *rtp)
     rtp->dead = 1;
     if (rtp->sub.active)
         cvx_mclock_remove(rtp->clock, &rtp->sub);
+    by_chan_remove(rtp);
     if (rtp->prev)
         rtp->prev->next = rtp->next;
     else
@@ -867,9 +933,14 @@ void cvx_rtp_destroy(cvx_rtp_t *rtp)
 
 cvx_rtp_t *cvx_rtp_of_chan(const cvx_chan_t *chan)
 {
-    for (cvx_rtp_t *r = sessions; r != NULL; r = r->next)
-        if (r->chan == chan)
-            return r;
+    if (by_chan_size == 0)
+        return NULL;
+    size_t i = chan_hash(chan, by_chan_size);
+    while (by_chan[i] != NULL) {
+        if (by_chan[i] != BY_CHAN_DEAD && by_chan[i]->chan == chan)
+            return by_chan[i];
+        i = (i + 1) & (by_chan_size - 1);
+    }
     return NULL;
 }
 
