@@ -4,12 +4,18 @@
 #include "cvx/daemon.h"
 #include "ctl/ctl.h"
 #include "cvx/store.h"
+#include "media/media_impl.h"
 
 int main(int argc, char **argv)
 {
     /* The control socket: its [control] section, its start/stop hooks, the core's commands. */
     if (cvx__ctl_setup() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the control socket\n");
+        return 1;
+    }
+    /* The media core: its [media] section, shutdown hook and commands. */
+    if (cvx__media_setup() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the media core\n");
         return 1;
     }
     /* The message store (roles system and all): its [store] section, hooks and commands. */
