@@ -1,16 +1,15 @@
 /*
  * crashdep: the store's crash test program.
  *
- *   crashdep deposit DIR ROUND CLIENTS
- *       Opens the store in DIR and deposits from CLIENTS concurrent "callers" as fast as it
- *       can, forever; prints "ACK <id> <bytes>" (flushed) for each deposit once its commit
- *       is reported durable.  Every seventh deposit of a client re-commits its previous id,
- *       which must come back as a duplicate ("DUP <id>").  The test kills it with SIGKILL.
- *   crashdep verify DIR ACKFILE...
- *       Checks that every acknowledged id is stored with exactly the audio that was sent,
- *       that committing acknowledged ids again stores nothing, and that the store verifies
- *       (reference counts, hashes, no orphaned chunks).  Prints "OK ..." and exits 0, or
- *       prints each problem and exits 1.
+ *   crashdep deposit DIR ROUND CLIENTS [MAP_MB]
+ *       Opens the store in DIR (with a map of MAP_MB, which then grows: default 1024) and deposits
+ * from CLIENTS concurrent "callers" as fast as it can, forever; prints "ACK <id> <bytes>" (flushed)
+ * for each deposit once its commit is reported durable.  Every seventh deposit of a client
+ * re-commits its previous id, which must come back as a duplicate ("DUP <id>").  The test kills it
+ * with SIGKILL. crashdep verify DIR ACKFILE... Checks that every acknowledged id is stored with
+ * exactly the audio that was sent, that committing acknowledged ids again stores nothing, and that
+ * the store verifies (reference counts, hashes, no orphaned chunks).  Prints "OK ..." and exits 0,
+ * or prints each problem and exits 1.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -99,22 +98,24 @@ static void next_deposit(client_t *c)
         exit(7);
 }
 
-static int open_store(const char *dir)
+static int open_store(const char *dir, unsigned map_mb)
 {
     memset(&E, 0, sizeof(E));
     uv_loop_init(&E.loop);
     cvx_store_conf_defaults(&E.conf);
     E.conf.path = dir;
+    if (map_mb > 0)
+        E.conf.map_size = (uint64_t)map_mb << 20;
     int rc = st_open(&E);
     if (rc != 0)
         fprintf(stderr, "crashdep: %s\n", E.err);
     return rc;
 }
 
-static int deposit(const char *dir, int clients)
+static int deposit(const char *dir, int clients, unsigned map_mb)
 {
     alarm(300); /* a safety net should the test that kills us die first */
-    if (open_store(dir) != 0)
+    if (open_store(dir, map_mb) != 0)
         return 2;
     for (int i = 0; i < MAILBOXES; i++) {
         char num[16];
@@ -136,7 +137,7 @@ static int deposit(const char *dir, int clients)
 
 static int verify(const char *dir, int nfiles, char **files)
 {
-    if (open_store(dir) != 0)
+    if (open_store(dir, 0) != 0)
         return 2;
     int bad = 0;
     unsigned acked = 0;
@@ -226,12 +227,14 @@ static int verify(const char *dir, int nfiles, char **files)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc == 5 && strcmp(argv[1], "deposit") == 0) {
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "deposit") == 0) {
         round_no = atoi(argv[3]);
-        return deposit(argv[2], atoi(argv[4]));
+        return deposit(argv[2], atoi(argv[4]), argc == 6 ? (unsigned)atoi(argv[5]) : 0);
     }
     if (argc >= 4 && strcmp(argv[1], "verify") == 0)
         return verify(argv[2], argc - 3, argv + 3);
-    fprintf(stderr, "usage: crashdep deposit DIR ROUND CLIENTS | crashdep verify DIR ACKFILE...\n");
+    fprintf(
+        stderr,
+        "usage: crashdep deposit DIR ROUND CLIENTS [MAP_MB] | crashdep verify DIR ACKFILE...\n");
     return 2;
 }

@@ -1,5 +1,6 @@
 """The store under kill -9: crashdep deposits from several clients as fast as it can and is
-killed at a random moment, 25 times over one store.  After every restart each deposit that
+killed at a random moment, 25 times over one store; in some rounds the map starts at 1 MB so
+that it grows (remaps) while deposits run and kills land during growth too.  After every restart each deposit that
 was acknowledged is present with exactly its audio, committing it again stores nothing, and
 the store verifies (reference counts, SHA-256 of every blob, no orphaned chunk)."""
 import os
@@ -32,8 +33,9 @@ def test_kill9_never_loses_an_acknowledged_deposit():
             out = os.path.join(work, "acks-%d.txt" % rnd)
             files.append(out)
             clients = rng.choice([1, 4, 8, 16])
+            map_mb = rng.choice(["1", "1024"])
             with open(out, "wb") as f:
-                p = subprocess.Popen([CRASHDEP, "deposit", store, str(rnd), str(clients)],
+                p = subprocess.Popen([CRASHDEP, "deposit", store, str(rnd), str(clients), map_mb],
                                      stdout=f, stderr=subprocess.STDOUT)
             try:
                 # A random moment: after a random number of acknowledgements (0 kills it
@@ -55,8 +57,8 @@ def test_kill9_never_loses_an_acknowledged_deposit():
             v = subprocess.run([CRASHDEP, "verify", store] + files, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=300)
             text = v.stdout.decode("utf-8", "replace")
-            print("round %2d: %2d clients, killed after %4d acks (%5d in all): %s"
-                  % (rnd, clients, got, total, text.strip().splitlines()[-1] if text.strip() else ""))
+            print("round %2d: %2d clients, map %4s MB, killed after %4d acks (%5d in all): %s"
+                  % (rnd, clients, map_mb, got, total, text.strip().splitlines()[-1] if text.strip() else ""))
             assert v.returncode == 0, text[-4000:]
         assert total > 0
     finally:
