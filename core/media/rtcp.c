@@ -127,6 +127,8 @@ int cvx__rtcp_parse(const uint8_t *buf, size_t len, cvx__rtcp_info_t *out)
             }
             if (rc > 0) {
                 out->has_block = 1;
+                out->block_ssrc = get32(b);
+                out->lsr = get32(b + 16);
                 out->fraction_lost = b[4];
                 uint32_t cl = get32(b + 4) & 0xffffff;
                 out->cum_lost = (cl & 0x800000) ? (int32_t)(cl | 0xff000000u) : (int32_t)cl;

@@ -137,6 +137,8 @@ typedef struct cvx__rtcp_info {
     uint32_t ntp_mid; /* middle 32 bits of an SR's NTP timestamp */
     uint32_t packets, octets;
     int has_block;
+    uint32_t block_ssrc; /* the source the first report block is about */
+    uint32_t lsr;        /* its "last SR" field */
     uint8_t fraction_lost;
     int32_t cum_lost;
     uint32_t jitter;

@@ -350,6 +350,8 @@ typedef struct peer {
     int te_have;
     unsigned te_ends;
     struct sockaddr_in from;
+    unsigned rtcp; /* RTCP compound packets from the session */
+    cvx__rtcp_info_t last_rtcp;
 } peer_t;
 
 static void peer_open(peer_t *p)
@@ -400,8 +402,14 @@ static unsigned peer_read(peer_t *p)
         if (r < 0)
             break;
         cvx__rtp_hdr_t h;
+        if (r >= 2 && (b[1] == 200 || b[1] == 201)) {
+            /* RTCP, sent here once the session latched our RTCP source (this socket). */
+            if (cvx__rtcp_parse(b, (size_t)r, &p->last_rtcp) == 0)
+                p->rtcp++;
+            continue;
+        }
         if (cvx__rtp_parse(b, (size_t)r, &h) != 0)
-            continue; /* RTCP goes to port + 1, not here */
+            continue;
         if (p->received > 0) {
             if (h.seq != (uint16_t)(p->last_seq + 1))
                 p->seq_ok = 0;
@@ -848,6 +856,86 @@ static void ports_exhausted_and_reused(void **state)
     mt_teardown(&env);
 }
 
+static int rtcp_back(void *arg)
+{
+    live_t *l = arg;
+    peer_got(l);
+    return l->peer.rtcp >= 1;
+}
+
+static void live_rtcp_sender_report_round_trip(void **state)
+{
+    (void)state;
+    live_t *l = malloc(sizeof(*l));
+    live_open(l, 1);
+    assert_int_equal(cvx_rtp_start(l->rtp), 0);
+    l->echo = 1;
+    assert_true(mt_run_until(&l->env, latched, l, 5000));
+    /* The peer's SR (from its RTP socket) to the session's RTCP port: the session answers to
+     * where RTCP came from, with an SR whose report block is about the peer and echoes the
+     * peer's NTP time as "last SR" (RFC 3550 6.4.1). */
+    uint8_t sr[256];
+    uint64_t ntp = 0x1122334455667788ull;
+    size_t n = cvx__rtcp_build(sr, sizeof(sr), l->peer.ssrc, "peer", ntp, 1234, 10, 1600, NULL, 0);
+    peer_send_raw(&l->peer, sr, n, (uint16_t)(cvx_rtp_local_port(l->rtp) + 1));
+    /* The first report goes out 5 s after start, the next 2.5 to 7.5 s later. */
+    assert_true(mt_run_until(&l->env, rtcp_back, l, 15000));
+    const cvx__rtcp_info_t *r = &l->peer.last_rtcp;
+    assert_int_equal(r->is_sr, 1);
+    assert_true(r->packets > 0);
+    assert_int_equal(r->has_block, 1);
+    assert_int_equal(r->block_ssrc, l->peer.ssrc);
+    assert_int_equal(r->cum_lost, 0);
+    assert_int_equal(r->lsr, 0x33445566u); /* the middle of 0x1122334455667788 */
+    live_close(l);
+    free(l);
+}
+
+static void live_new_remote_relatches(void **state)
+{
+    (void)state;
+    live_t *l = malloc(sizeof(*l));
+    live_open(l, 1);
+    assert_int_equal(cvx_rtp_start(l->rtp), 0);
+    l->echo = 1;
+    assert_true(mt_run_until(&l->env, latched, l, 5000));
+    l->echo = 0;
+    /* A re-INVITE moves the media to another address: the session follows the signalling. */
+    peer_t old = l->peer;
+    peer_open(&l->peer);
+    l->peer.ssrc = 0xb0b;
+    cvx_rtp_remote_t r;
+    memset(&r, 0, sizeof(r));
+    memcpy(&r.addr, &l->peer.addr, sizeof(l->peer.addr));
+    r.codec = CVX_CODEC_PCMU;
+    r.payload_type = 0;
+    r.te_payload_type = 101;
+    assert_int_equal(cvx_rtp_set_remote(l->rtp, &r), 0);
+    cvx_rtp_stats_t st0;
+    cvx_rtp_get_stats(l->rtp, &st0);
+    l->echo = 1;
+    l->want = l->peer.received + 20;
+    assert_true(mt_run_until(&l->env, peer_got, l, 5000));
+    /* The old address is now foreign. */
+    for (int i = 0; i < 3; i++)
+        peer_send_audio(&old, cvx_rtp_local_port(l->rtp), 1);
+    l->want = l->peer.received + 5;
+    assert_true(mt_run_until(&l->env, peer_got, l, 5000));
+    cvx_rtp_stats_t st;
+    cvx_rtp_get_stats(l->rtp, &st);
+    assert_int_equal(st.foreign - st0.foreign, 3);
+    assert_true(st.packets_in > st0.packets_in + 10);
+    uint8_t b[1500];
+    while (recv(old.fd, b, sizeof(b), MSG_DONTWAIT) > 0) {
+    }
+    l->want = l->peer.received + 3;
+    assert_true(mt_run_until(&l->env, peer_got, l, 5000));
+    assert_true(recv(old.fd, b, sizeof(b), MSG_DONTWAIT) < 0); /* nothing to the old one */
+    close(old.fd);
+    live_close(l);
+    free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -865,6 +953,8 @@ int main(void)
         cmocka_unit_test(live_inband_dtmf_sent),
         cmocka_unit_test(live_media_timeout_not_on_hold),
         cmocka_unit_test(ports_exhausted_and_reused),
+        cmocka_unit_test(live_rtcp_sender_report_round_trip),
+        cmocka_unit_test(live_new_remote_relatches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
