@@ -415,8 +415,13 @@ static void send_audio(cvx_rtp_t *rtp)
     if (rtp->dtmf_gen != NULL) {
         int16_t tone[CVX__JB_MAX_PKT];
         int got = dtmf_tx(rtp->dtmf_gen, tone, (int)n);
-        if (got > 0)
+        if (got > 0) {
             memcpy(lin, tone, (size_t)got * sizeof(int16_t));
+        } else if (rtp->dq_len == 0) {
+            /* The in-band digits are all out: back to the silence fast path. */
+            dtmf_tx_free(rtp->dtmf_gen);
+            rtp->dtmf_gen = NULL;
+        }
     }
     encode(rtp->remote.codec, lin, pkt + 12, n);
     send_packet(rtp, pkt, 12 + n);
