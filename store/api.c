@@ -686,28 +686,6 @@ int cvx_store_message_copy(cvx_store_t *st, const char *id, const char *new_id, 
     return rc;
 }
 
-int cvx_store_expire(cvx_store_t *st, uint64_t older_than_ms, cvx_store_done_cb cb, void *arg)
-{
-    wop_t *op;
-    int rc = simple_op(st, W_EXPIRE, NULL, cb, arg, &op);
-    if (rc == 0) {
-        op->u1 = older_than_ms;
-        store__submit(st, op);
-    }
-    return rc;
-}
-
-int cvx_store_retain(cvx_store_t *st, uint64_t now_ms, cvx_store_done_cb cb, void *arg)
-{
-    wop_t *op;
-    int rc = simple_op(st, W_RETAIN, NULL, cb, arg, &op);
-    if (rc == 0) {
-        op->u1 = now_ms;
-        store__submit(st, op);
-    }
-    return rc;
-}
-
 int cvx_store_greeting_del(cvx_store_t *st, const char *mailbox, cvx_greeting_t kind,
                            cvx_store_done_cb cb, void *arg)
 {

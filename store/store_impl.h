@@ -227,6 +227,10 @@ void store__maybe_closed(cvx_store_t *st);
 int store__apply(cvx_store_t *st, MDB_txn *txn, wop_t *op);
 /* Removes a stream's chunks and its streams entry (after a failed commit, abort, GC). */
 int store__drop_sid(cvx_store_t *st, MDB_txn *txn, uint64_t sid);
+/* Retention of a mailbox's saved messages (0: forever); what retention does to m as of now:
+ * 0 nothing, 1 flag it CVX_MSG_EXPIRING, 2 move it to deleted. */
+uint64_t store__retention_of(cvx_store_t *st, MDB_txn *txn, const char *number);
+int store__retain_action(cvx_store_t *st, const cvx_message_t *m, uint64_t limit, uint64_t now);
 /* Translates an LMDB or errno return code. */
 int store__mdb_err(int rc);
 

@@ -607,37 +607,28 @@ static int op_copy(cvx_store_t *st, MDB_txn *txn, wop_t *op)
     return msg_insert(st, txn, &m, op);
 }
 
+/* The ids of a housekeeping operation: op->n ids of CVX_STORE_ID_MAX bytes in op->data. */
+#define OP_ID(op, i) ((const char *)(op)->data + (size_t)(i)*CVX_STORE_ID_MAX)
+
+/* Purges the listed messages that are still deleted since before op->u1. */
 static int op_expire(cvx_store_t *st, MDB_txn *txn, wop_t *op)
 {
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, st->dbi[DB_MESSAGES], &c);
-    if (rc != 0)
-        return E(rc);
-    enum { SLICE = 256 };
-    cvx_message_t *victims = malloc(SLICE * sizeof(*victims));
-    unsigned count = 0;
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); victims && rc == 0 && count < SLICE;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        cvx_message_t *m = &victims[count];
-        if (store__decode(REC_MESSAGE, v.mv_data, v.mv_size, m) == 0 &&
-            m->folder == CVX_FOLDER_DELETED && m->folder_changed_ms < op->u1)
-            count++;
+    uint32_t ids = op->n, done = 0;
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < ids; i++) {
+        cvx_message_t m;
+        if (get_msg(st, txn, OP_ID(op, i), &m) != 0 || m.folder != CVX_FOLDER_DELETED ||
+            m.folder_changed_ms >= op->u1)
+            continue; /* changed since the scan */
+        rc = msg_remove(st, txn, &m, op);
+        done++;
     }
-    mdb_cursor_close(c);
-    if (victims == NULL)
-        return CVX_ENOMEM;
-    rc = 0;
-    for (unsigned i = 0; rc == 0 && i < count; i++)
-        rc = msg_remove(st, txn, &victims[i], op);
-    free(victims);
-    op->n = count;
+    op->n = done;
     op->mwi_changed = 0; /* deleted messages never light the lamp */
     return rc;
 }
 
-/* The retention of a mailbox's saved messages (0: forever). */
-static uint64_t retention_of(cvx_store_t *st, MDB_txn *txn, const char *number)
+uint64_t store__retention_of(cvx_store_t *st, MDB_txn *txn, const char *number)
 {
     MDB_val k = {strlen(number), (void *)number}, v;
     mbrec_t *mb = malloc(sizeof(*mb));
@@ -651,69 +642,53 @@ static uint64_t retention_of(cvx_store_t *st, MDB_txn *txn, const char *number)
     return st->conf.retention_ms[cls];
 }
 
+int store__retain_action(cvx_store_t *st, const cvx_message_t *m, uint64_t limit, uint64_t now)
+{
+    if (m->folder != CVX_FOLDER_SAVED || limit == 0)
+        return 0;
+    uint64_t age = now > m->folder_changed_ms ? now - m->folder_changed_ms : 0;
+    if (age >= limit)
+        return 2;
+    if (age + st->conf.retention_warning_ms >= limit && !(m->flags & CVX_MSG_EXPIRING))
+        return 1;
+    return 0;
+}
+
+/* Applies retention to the listed messages as of op->u1: flags or moves to deleted. */
 static int op_retain(cvx_store_t *st, MDB_txn *txn, wop_t *op)
 {
-    enum { SLICE = 256 };
-    cvx_message_t *todo = malloc(SLICE * sizeof(*todo));
-    uint8_t *expire = malloc(SLICE);
-    MDB_cursor *c;
-    int rc = todo && expire ? mdb_cursor_open(txn, st->dbi[DB_MESSAGES], &c) : ENOMEM;
-    if (rc != 0) {
-        free(todo);
-        free(expire);
-        return E(rc);
-    }
-    char last[CVX_STORE_NUMBER_MAX] = "";
-    uint64_t limit = 0;
-    unsigned count = 0;
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && count < SLICE;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        cvx_message_t *m = &todo[count];
-        if (store__decode(REC_MESSAGE, v.mv_data, v.mv_size, m) != 0 ||
-            m->folder != CVX_FOLDER_SAVED)
+    uint32_t ids = op->n, moved = 0;
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < ids; i++) {
+        cvx_message_t m;
+        if (get_msg(st, txn, OP_ID(op, i), &m) != 0)
             continue;
-        if (strcmp(m->mailbox, last) != 0) {
-            memcpy(last, m->mailbox, sizeof(last));
-            limit = retention_of(st, txn, m->mailbox);
-        }
-        uint64_t age = op->u1 > m->folder_changed_ms ? op->u1 - m->folder_changed_ms : 0;
-        if (limit == 0)
-            continue;
-        if (age >= limit)
-            expire[count++] = 1;
-        else if (age + st->conf.retention_warning_ms >= limit && !(m->flags & CVX_MSG_EXPIRING))
-            expire[count++] = 0;
-    }
-    mdb_cursor_close(c);
-    rc = 0;
-    op->n = 0;
-    for (unsigned i = 0; rc == 0 && i < count; i++) {
-        cvx_message_t *m = &todo[i];
-        if (!expire[i]) {
-            m->flags |= CVX_MSG_EXPIRING;
-            rc = put_rec(st, txn, DB_MESSAGES, m->id, strlen(m->id), REC_MESSAGE, m);
+        int action = store__retain_action(st, &m, store__retention_of(st, txn, m.mailbox), op->u1);
+        if (action == 1) {
+            m.flags |= CVX_MSG_EXPIRING;
+            rc = put_rec(st, txn, DB_MESSAGES, m.id, strlen(m.id), REC_MESSAGE, &m);
             continue;
         }
+        if (action != 2)
+            continue;
         /* Saved to deleted: counters, index and record; purged later like any deleted one. */
-        rc = account(st, txn, m, 0, op);
-        m->folder = CVX_FOLDER_DELETED;
-        m->folder_changed_ms = op->u1;
-        m->flags &= ~(uint32_t)CVX_MSG_EXPIRING;
+        rc = account(st, txn, &m, 0, op);
+        m.folder = CVX_FOLDER_DELETED;
+        m.folder_changed_ms = op->u1;
+        m.flags &= ~(uint32_t)CVX_MSG_EXPIRING;
         if (rc == 0)
-            rc = account(st, txn, m, 1, op);
+            rc = account(st, txn, &m, 1, op);
         if (rc == 0)
-            rc = put_rec(st, txn, DB_MESSAGES, m->id, strlen(m->id), REC_MESSAGE, m);
+            rc = put_rec(st, txn, DB_MESSAGES, m.id, strlen(m.id), REC_MESSAGE, &m);
         if (rc == 0) {
             uint8_t key[CVX_STORE_NUMBER_MAX + 8 + CVX_STORE_ID_MAX];
-            MDB_val ik = {store__idx_key(m->mailbox, m->received_ms, m->id, key), key};
-            MDB_val iv = {1, &m->folder};
+            MDB_val ik = {store__idx_key(m.mailbox, m.received_ms, m.id, key), key};
+            MDB_val iv = {1, &m.folder};
             rc = E(mdb_put(txn, st->dbi[DB_MBIDX], &ik, &iv, 0));
         }
-        op->n++;
+        moved++;
     }
-    free(todo);
-    free(expire);
+    op->n = moved;
     op->mwi_changed = 0; /* saved messages never light the lamp */
     return rc;
 }

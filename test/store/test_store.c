@@ -1208,6 +1208,63 @@ static void test_retention_classes(void **state)
     assert_int_equal(st_verify(E), 0);
 }
 
+static void on_moved(void *arg, int status)
+{
+    int *left = arg;
+    assert_int_equal(status, 0);
+    (*left)--;
+}
+
+static void test_expire_in_slices(void **state)
+{
+    (void)state;
+    enum { N = 1100 }; /* more than one slice of the housekeeping scan (1024) */
+    open_ok();
+    assert_int_equal(st_put(E, "1700", "A", "B", CVX_PUT_CREATE), 0);
+    static multi_t res[N];
+    memset(res, 0, sizeof(res));
+    uint8_t audio[160];
+    st_audio_for("same for all", audio, sizeof(audio));
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        cvx_message_t m = {0};
+        snprintf(m.id, sizeof(m.id), "old-%04d", i);
+        strcpy(m.mailbox, "1700");
+        m.rate = 8000;
+        cvx_store_stream_t *s;
+        assert_int_equal(cvx_store_deposit_open(E->st, &m, &s), 0);
+        assert_int_equal(cvx_store_stream_append(s, audio, sizeof(audio)), 0);
+        assert_int_equal(cvx_store_stream_commit(s, 20, on_multi, &res[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        st_run(E, &res[i].done);
+        assert_int_equal(res[i].status, 0);
+    }
+    cvx_store_stats_t s;
+    assert_int_equal(st_stats(E, &s), 0);
+    assert_int_equal(s.blobs, 1);
+    assert_int_equal(s.references, N);
+    int left = N;
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "old-%04d", i);
+        assert_int_equal(cvx_store_message_move(E->st, id, CVX_FOLDER_DELETED, on_moved, &left), 0);
+    }
+    while (left > 0)
+        uv_run(&E->loop, UV_RUN_ONCE);
+    st_wait_t w = {0};
+    assert_int_equal(cvx_store_expire(E->st, UINT64_MAX, st_done_cb, &w), 0);
+    st_run(E, &w.done);
+    assert_int_equal(w.status, N);
+    assert_int_equal(st_stats(E, &s), 0);
+    assert_int_equal(s.messages, 0);
+    assert_int_equal(s.blobs, 0);
+    assert_int_equal(s.chunks, 0);
+    cvx_mailbox_t mb;
+    assert_int_equal(st_get(E, "1700", &mb), 0);
+    assert_int_equal(mb.msgs_deleted, 0);
+    assert_int_equal(st_verify(E), 0);
+}
+
 /* --- CSV import ---------------------------------------------------------------------------- */
 
 typedef struct importwait {
@@ -1305,6 +1362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_queue_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_classes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expire_in_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_temporary_greeting_expiry_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
