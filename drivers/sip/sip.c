@@ -308,8 +308,15 @@ static int sip_start(void *priv)
             SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION),
             TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
         if (l->nua == NULL) {
-            cvx_log_ctx(CVX_LOG_ERROR, &ctx, "cannot listen on %s (address in use or not local?)",
-                        l->label);
+            if (l->tls)
+                cvx_log_ctx(CVX_LOG_ERROR, &ctx,
+                            "cannot listen on %s: the address is in use or not local, the "
+                            "certificate in %s is unusable, or this libsofia-sip-ua has no TLS "
+                            "(Debian 12's is built without it)",
+                            l->label, si->conf.tls_cert_dir);
+            else
+                cvx_log_ctx(CVX_LOG_ERROR, &ctx,
+                            "cannot listen on %s: the address is in use or not local", l->label);
             /* The ones created so far are shut down with the instance. */
             si->nlisteners = i;
             return CVX_EIO;

@@ -28,12 +28,11 @@ static int cmd_show_sip(cvx_cmd_req_t *req)
         const sip_counters_t *k = &si->counters;
         cvx_drv_inst_info_t info;
         cvx_drv_inst_get_info(si->inst, &info);
-        cvx_cmd_printf(req, "%s: line %s%s%s, %u call%s\n", info.name, info.line_up ? "up" : "down",
-                       info.line_reason && info.line_reason[0] ? " (" : "",
-                       info.line_reason && info.line_reason[0] ? info.line_reason : "", si->ncalls,
-                       si->ncalls == 1 ? "" : "s");
+        char reason[128] = "";
         if (info.line_reason && info.line_reason[0])
-            cvx_cmd_printf(req, ")");
+            snprintf(reason, sizeof(reason), " (%s)", info.line_reason);
+        cvx_cmd_printf(req, "%s: line %s%s, %u call%s\n", info.name, info.line_up ? "up" : "down",
+                       reason, si->ncalls, si->ncalls == 1 ? "" : "s");
         cvx_cmd_json_object(req, NULL);
         cvx_cmd_json_str(req, "name", info.name);
         cvx_cmd_json_bool(req, "line_up", info.line_up);

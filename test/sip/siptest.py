@@ -46,16 +46,25 @@ class SipDaemon(Daemon):
             sip += "listen = [::1]:%d\n" % self.port
         for t in trusted:
             sip += "trusted = %s\n" % t
-        rtp = free_port()
-        sip += "rtp_port_min = %d\nrtp_port_max = %d\n" % (20000 + rtp % 20000, 20000 + rtp % 20000 + 400)
+        # RTP ports below the kernel's ephemeral range, a wide random window: other tests may
+        # hold many RTP ports at the same time.
+        rtp = random.randrange(10000, 28000, 2)
+        sip += "rtp_port_min = %d\nrtp_port_max = %d\n" % (rtp, rtp + 3999)
         sip += sip_extra
         conf = sip + "[log]\nlevel = %s\n" % log_level
         if echo:
             conf += "[echo]\n" + "".join("number = %s\n" % n for n in echo)
         conf += extra_conf
-        Daemon.__init__(self, conf, general={"module_dir": self.mods})
+        # Role "call": the SIP driver's processes (no message store is needed here).
+        Daemon.__init__(self, conf, role="call", general={"module_dir": self.mods})
+
+    def start(self, *a, **kw):
+        CURRENT.append(self)
+        return Daemon.start(self, *a, **kw)
 
     def close(self):
+        if self in CURRENT:
+            CURRENT.remove(self)
         Daemon.close(self)
         shutil.rmtree(self.mods, ignore_errors=True)
 
@@ -122,8 +131,14 @@ def finish_bg(p, timeout=30):
     return SippResult(p.returncode, out, p.cwd)
 
 
+CURRENT = []  # the daemons alive, for failure messages
+
+
 def assert_sipp_ok(r, what):
-    assert r.rc == 0, "%s: %r" % (what, r)
+    if r.rc != 0:
+        logs = "".join("\n--- callvoxd log\n%s" % "\n".join(
+            l for l in d.log().splitlines() if "sofia-sip" not in l)[-3000:] for d in CURRENT)
+        raise AssertionError("%s: %r%s" % (what, r, logs))
 
 
 # --- raw sockets ------------------------------------------------------------------------

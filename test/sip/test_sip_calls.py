@@ -3,10 +3,21 @@ from either side, CANCEL, OPTIONS, hold and resume, 488, 404, 403 from untrusted
 digest authentication, Diversion and History-Info, blind transfer, MWI NOTIFY, outbound calls
 and registration to a trunk.  Each test checks sipp's verdict (every expected message, exact
 status codes) and what the daemon logged about the call."""
+import os
 import re
+import subprocess
 
-from cvxtest import main, free_port
+from cvxtest import BUILD, main, free_port
 from siptest import SipDaemon, assert_sipp_ok, finish_bg, sipp
+
+CALLVOX = os.path.join(BUILD, "bin", "callvox")
+
+
+def x(d, command):
+    """callvox -x COMMAND against d's control socket: (status, stdout, stderr)."""
+    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 CALL_ENDED = r"echo: call ended \(normal\)"
 
@@ -66,6 +77,17 @@ def test_hold_and_resume_by_reinvite():
         assert_sipp_ok(r, "hold and resume")
         d.wait_log(r"call put on hold, while handling a re-INVITE")
         d.wait_log(r"call resumed, while handling a re-INVITE")
+        d.wait_log(CALL_ENDED)
+        assert d.stop() == 0
+
+
+def test_hold_and_resume_by_update():
+    with SipDaemon() as d:
+        d.start()
+        r = sipp("uac_update_hold.xml", d.port, service="100")
+        assert_sipp_ok(r, "hold and resume by UPDATE")
+        d.wait_log(r"call put on hold, while handling an UPDATE")
+        d.wait_log(r"call resumed, while handling an UPDATE")
         d.wait_log(CALL_ENDED)
         assert d.stop() == 0
 
@@ -205,6 +227,92 @@ def test_registration_with_digest():
         assert d.stop() == 0
 
 
+def test_dtmf_by_sip_info():
+    with SipDaemon() as d:
+        d.start()
+        r = sipp("uac_info_dtmf.xml", d.port, service="100")
+        assert_sipp_ok(r, "INFO dtmf-relay")
+        d.wait_log(r"echo: DTMF 5")
+        d.wait_log(CALL_ENDED)
+        assert d.stop() == 0
+
+
+def test_registration_is_refreshed():
+    registrar = free_port()
+    extra = ("registrar = sip:127.0.0.1:%d\nregister_user = trunk\nregister_password = secret\n"
+             % registrar)
+    with SipDaemon(sip_extra=extra) as d:
+        uas = sipp("uas_register_refresh.xml", 1, local_port=registrar, background=True)
+        d.start()
+        assert_sipp_ok(finish_bg(uas), "registrar saw the refresh")
+        d.wait_log(r"\[inst=sip:pbx\] line up: registered")
+        st, out, err = x(d, "show sip")
+        assert st == 0, (st, out, err)
+        assert re.search(r"registration to sip:127\.0\.0\.1:%d as trunk: registered \(expires "
+                         r"120 s\) \(\d+ attempts, 2 ok\)" % registrar, out), out
+        assert d.stop() == 0
+
+
+def test_shell_show_sip_and_hangup():
+    with SipDaemon() as d:
+        d.start()
+        assert_sipp_ok(sipp("uac_call.xml", d.port, service="100"), "first call")
+        d.wait_log(CALL_ENDED)
+        ring = sipp("uac_refused_480.xml", d.port, service="ring1", background=True)
+        d.wait_log(r"sipapp: \S+ ringing")
+        call = re.search(r"sipapp: (\S+) ringing", d.log()).group(1)
+        st, out, err = x(d, "show sip")
+        assert st == 0, (st, out, err)
+        assert "sip:pbx: line up (listening), 1 call\n" in out, out
+        assert "  listen udp+tcp 127.0.0.1:%d\n" % d.port in out, out
+        assert "  listen udp+tcp [::1]:%d\n" % d.port in out, out
+        assert "invites 2, answered 1, 403 untrusted 0" in out, out
+        assert "bye in 1, bye out 0" in out, out
+        st, out, err = x(d, "show sip calls")
+        assert st == 0, (st, out, err)
+        row = [l for l in out.splitlines() if l.startswith(call + " ")]
+        assert len(row) == 1 and re.search(r"sip:pbx\s+in\s+ringing\s+sipp\s+ring1\s+-\s+none\s+"
+                                           r"PCMU\+te\s+\d+$", row[0]), out
+        st, out, err = x(d, "hangup " + call)
+        assert st == 0 and out == "hanging up %s\n" % call, (st, out, err)
+        assert_sipp_ok(finish_bg(ring), "480 after hangup from the shell")
+        d.wait_log(r"sipapp: %s ended \(normal\)" % re.escape(call))
+        st, out, err = x(d, "hangup nosuch-1")
+        assert st == 1 and "no call 'nosuch-1'" in out + err, (st, out, err)
+        assert d.stop() == 0
+
+
+def test_listener_that_cannot_start_is_one_clear_line():
+    import socket
+    import tempfile
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        with SipDaemon(sip_extra="listen = 127.0.0.1:%d\n" % port) as d:
+            d.start(wait=False)
+            assert d.proc.wait(20) == 1, d.log()
+            assert ("[inst=sip:pbx] cannot listen on udp+tcp 127.0.0.1:%d: the address is in use "
+                    "or not local, while starting" % port) in d.log(), d.log()
+    finally:
+        busy.close()
+    # Debian 12's libsofia-sip-ua has no TLS transport: a tls: listener stops the start with
+    # a line that says what may be wrong.
+    certs = tempfile.mkdtemp(prefix="cvx-certs-")
+    with SipDaemon(sip_extra="listen = tls:127.0.0.1:%d\ntls_cert_dir = %s\n"
+                   % (free_port(socket.SOCK_STREAM), certs)) as d:
+        d.start(wait=False)
+        st = d.proc.wait(20)
+        if st != 1:
+            print("  (this libsofia-sip-ua has TLS: the tls listener started)")
+            assert d.stop() == 0
+        else:
+            assert re.search(r"cannot listen on tls 127\.0\.0\.1:\d+: the address is in use or "
+                             r"not local, the certificate in \S+ is unusable, or this "
+                             r"libsofia-sip-ua has no TLS", d.log()), d.log()
+    os.rmdir(certs)
+
+
 def test_bad_configuration_is_refused_with_a_reason():
     from cvxtest import run_callvoxd
     with SipDaemon(sip_extra="listen = tls:127.0.0.1:5061\nnumber_map = nonsense\n") as d:
@@ -216,10 +324,13 @@ def test_bad_configuration_is_refused_with_a_reason():
 if __name__ == "__main__":
     main([test_call_answered_then_caller_hangs_up_udp_tcp_ipv4_ipv6,
           test_callvox_hangs_up_with_bye, test_cancel_before_answer, test_options,
-          test_hold_and_resume_by_reinvite, test_488_without_a_usable_codec,
+          test_hold_and_resume_by_reinvite, test_hold_and_resume_by_update,
+          test_488_without_a_usable_codec,
           test_404_when_no_application_takes_the_call,
           test_403_from_untrusted_source_and_counted,
           test_digest_challenge_good_and_bad_credentials,
           test_diversion_first_last_and_number_map, test_history_info,
           test_blind_transfer_by_refer, test_mwi_notify, test_outbound_call,
-          test_registration_with_digest, test_bad_configuration_is_refused_with_a_reason])
+          test_registration_with_digest, test_dtmf_by_sip_info, test_registration_is_refreshed,
+          test_shell_show_sip_and_hangup, test_listener_that_cannot_start_is_one_clear_line,
+          test_bad_configuration_is_refused_with_a_reason])
