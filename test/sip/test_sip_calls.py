@@ -282,6 +282,16 @@ def test_shell_show_sip_and_hangup():
         assert d.stop() == 0
 
 
+def test_stop_ends_calls_in_progress_with_bye():
+    with SipDaemon() as d:
+        d.start()
+        caller = sipp("uac_remote_bye.xml", d.port, service="100", background=True)
+        d.wait_log(r"echo: answered call to 100")
+        assert d.stop() == 0
+        assert_sipp_ok(finish_bg(caller), "BYE from a stopping callvox")
+        assert re.search(r"echo: call ended \(shutdown\)", d.log()), d.log()[-2000:]
+
+
 def test_listener_that_cannot_start_is_one_clear_line():
     import socket
     import tempfile
@@ -332,5 +342,6 @@ if __name__ == "__main__":
           test_diversion_first_last_and_number_map, test_history_info,
           test_blind_transfer_by_refer, test_mwi_notify, test_outbound_call,
           test_registration_with_digest, test_dtmf_by_sip_info, test_registration_is_refreshed,
-          test_shell_show_sip_and_hangup, test_listener_that_cannot_start_is_one_clear_line,
+          test_shell_show_sip_and_hangup, test_stop_ends_calls_in_progress_with_bye,
+          test_listener_that_cannot_start_is_one_clear_line,
           test_bad_configuration_is_refused_with_a_reason])
