@@ -121,6 +121,8 @@ def test_403_from_untrusted_source_and_counted():
         d.wait_log(r"INVITE from untrusted 127\.0\.0\.1 port \d+ refused \(403\)")
         d.wait_log(r"INVITE from untrusted ::1 port \d+ refused \(403\)")
         assert "incoming call" not in d.log()
+        st, out, err = x(d, "show sip")
+        assert st == 0 and "invites 2, answered 0, 403 untrusted 2," in out, (st, out, err)
         assert d.stop() == 0
 
 
@@ -135,6 +137,8 @@ def test_digest_challenge_good_and_bad_credentials():
         assert_sipp_ok(r, "digest bad")
         d.wait_log(r"wrong credentials for 'alice'")
         assert d.count(r"echo: answered") == 1
+        st, out, err = x(d, "show sip")
+        assert st == 0 and "challenged 3, bad credentials 1," in out, (st, out, err)
         assert d.stop() == 0
 
 
