@@ -153,6 +153,13 @@ def alaw_to_linear(a):
     return t if a & 0x80 else -t
 
 
+def ulaw_to_linear(u):
+    """ITU-T G.711 mu-law decoding (as spandsp does it)."""
+    u = ~u & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return 0x84 - t if u & 0x80 else t - 0x84
+
+
 def pcap_rtp(path):
     """The RTP payloads of a pcap (Ethernet/IPv4/UDP): [(pt, seq, ts, ssrc, payload)]."""
     with open(path, "rb") as f:
@@ -181,4 +188,4 @@ def udp_socket():
 
 
 __all__ = ["MediaDaemon", "write_scenario", "sipp", "finish", "pcap_dir", "have_sip",
-           "alaw_to_linear", "pcap_rtp", "rtp_packet", "udp_socket", "wait_for", "CALLVOXD"]
+           "alaw_to_linear", "ulaw_to_linear", "pcap_rtp", "rtp_packet", "udp_socket", "wait_for", "CALLVOXD"]

@@ -6,6 +6,8 @@ arrives and logs every digit.
    times;
  - the recording is as long as the call and holds the pcap's audio: its energy matches the
    energy of the pcap's samples;
+ - a prompt played by the media core reaches the caller as paced PCMU: a 2 s tone and 1 s
+   of silence, then the daemon hangs up;
  - a second source sending valid RTP to the call's port (a peer "moving" its media address
    mid-call, or someone hijacking it) is ignored and counted, garbage on the RTP and RTCP
    ports is counted as malformed, and neither changes the recording or the digits.
@@ -15,8 +17,11 @@ import sys
 import time
 
 from cvxtest import main
+import socket
+import struct
+
 from mediatest import (MediaDaemon, alaw_to_linear, finish, have_sip, pcap_dir, pcap_rtp,
-                       rtp_packet, sipp, udp_socket, wait_for, write_scenario)
+                       rtp_packet, sipp, udp_socket, ulaw_to_linear, wait_for, write_scenario)
 
 PCAPS = pcap_dir()
 SCENARIO_MS = 7300 + 400 + 400 + 600  # the pauses of uac_audio_dtmf.xml
@@ -111,8 +116,60 @@ def test_moved_address_and_garbage_are_ignored():
     os.unlink(scen)
 
 
+def test_prompt_reaches_the_caller():
+    """mediaapp's 'play' flow: 2 s of a 1 kHz tone, 1 s of silence, then BYE.  The caller's
+    SDP points at a socket of this test, which checks every packet."""
+    rx = udp_socket()
+    port = rx.getsockname()[1]
+    scen = write_scenario("uac_listen.xml", PORT=port)
+    with MediaDaemon() as d:
+        d.start()
+        p = sipp(scen, d.port, "play1", background=True)
+        pkts = []
+        rx.settimeout(0.5)
+        while True:
+            try:
+                data, src = rx.recvfrom(2048)
+            except socket.timeout:
+                if p.poll() is not None:
+                    break  # the call is over and nothing more comes
+                continue
+            pkts.append(data)
+        rc, out = finish(p)
+        assert rc == 0, out
+        d.wait_log(r"mediaapp: \S+ played 24000 samples \(done\)")
+        assert d.stop() == 0
+    rx.close()
+    os.unlink(scen)
+    # Every packet: RTP version 2, PCMU, 20 ms; sequence numbers and timestamps without a gap.
+    hdrs = [struct.unpack(">BBHII", x[:12]) for x in pkts]
+    assert len(pkts) >= 150, len(pkts)
+    for i, (b0, b1, seq, ts, ssrc) in enumerate(hdrs):
+        assert b0 == 0x80 and (b1 & 0x7F) == 0 and len(pkts[i]) == 172, hdrs[i]
+        assert ssrc == hdrs[0][4]
+        if i:
+            assert seq == (hdrs[i - 1][2] + 1) & 0xFFFF, (i, hdrs[i - 1], hdrs[i])
+            assert ts == (hdrs[i - 1][3] + 160) & 0xFFFFFFFF, (i, hdrs[i - 1], hdrs[i])
+    # The audio: the tone's samples (|x| > 1000) come in one run, every one of them: 16000
+    # samples of sin(2 pi 1000 t) starting at sin(0) = 0, so 15999 from the first loud one to
+    # the last (the session buffers what the flow writes before the call's media starts).
+    samples = [ulaw_to_linear(b) for x in pkts for b in x[12:]]
+    loud = [i for i, v in enumerate(samples) if abs(v) > 1000]
+    first, last = loud[0], loud[-1]
+    tone = samples[first:last + 1]
+    assert len(tone) == 15999, len(tone)
+    assert all(abs(v) <= 8 for v in samples[:first]), "noise before the tone"
+    # A 1 kHz sine at 8 kHz: 8 samples a period; its energy is that of an 8000-peak sine.
+    rms = (sum(v * v for v in tone) / len(tone)) ** 0.5
+    assert abs(rms - 8000 / 2 ** 0.5) < 200, rms
+    # Silence after it, until the BYE.
+    assert all(abs(v) <= 8 for v in samples[last + 1:]), max(samples[last + 1:])
+    assert len(samples) - last >= 7000
+
+
 if __name__ == "__main__":
     if not have_sip() or PCAPS is None:
         print("SKIP: needs the sip driver (sip.so) and sip-tester's pcaps")
         sys.exit(77)
-    main([test_rfc4733_digits_and_recorded_audio, test_moved_address_and_garbage_are_ignored])
+    main([test_rfc4733_digits_and_recorded_audio, test_moved_address_and_garbage_are_ignored,
+          test_prompt_reaches_the_caller])
