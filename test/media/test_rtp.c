@@ -25,6 +25,7 @@
 #include "cvx/media.h"
 #include "cvx/rtp.h"
 #include "harness.h"
+#include "media/media_impl.h"
 #include "media/rtp_impl.h"
 
 #define PORT_MIN 31000
@@ -936,6 +937,73 @@ static void live_new_remote_relatches(void **state)
     free(l);
 }
 
+/* IPv6: a session bound to ::1 exchanges media with a peer on ::1 and latches it. */
+static void live_ipv6(void **state)
+{
+    (void)state;
+    mt_env_t env;
+    mt_events_t ev;
+    memset(&ev, 0, sizeof(ev));
+    mt_setup(&env, NULL);
+    cvx_chan_t *c = mt_chan(&env, &ev);
+    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd); /* no IPv6 on this host */
+        cvx_chan_unref(c);
+        mt_teardown(&env);
+        skip();
+    }
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    cvx_rtp_params_t p = {"::1", PORT_MIN, PORT_MAX, 0, 20};
+    cvx_rtp_t *rtp;
+    assert_int_equal(cvx_rtp_create(&env.loop, env.inst, c, &p, &rtp), 0);
+    assert_string_equal(cvx_rtp_local_addr(rtp), "::1");
+    cvx_rtp_remote_t r;
+    memset(&r, 0, sizeof(r));
+    memcpy(&r.addr, &a, sizeof(a));
+    r.codec = CVX_CODEC_PCMA;
+    r.payload_type = 8;
+    r.te_payload_type = 101;
+    assert_int_equal(cvx_rtp_set_remote(rtp, &r), 0);
+    assert_int_equal(cvx_rtp_start(rtp), 0);
+    /* Answer each packet from the session with one of ours until three arrived. */
+    struct sockaddr_in6 to = a;
+    to.sin6_port = htons(cvx_rtp_local_port(rtp));
+    uint16_t seq = 1;
+    unsigned got = 0;
+    uint64_t deadline = uv_hrtime() + 5000000000ull;
+    cvx_rtp_stats_t st = {0};
+    while (st.packets_in < 3 && uv_hrtime() < deadline) {
+        uv_run(&env.loop, UV_RUN_ONCE);
+        uint8_t b[1500];
+        while (recv(fd, b, sizeof(b), MSG_DONTWAIT) > 0) {
+            got++;
+            uint8_t pkt[12 + 160];
+            memset(pkt + 12, 0xd5, 160);
+            cvx__rtp_put_hdr(pkt, 0, 8, seq, 160u * seq, 0x66);
+            seq++;
+            sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to));
+        }
+        cvx_rtp_get_stats(rtp, &st);
+    }
+    assert_true(got >= 3);
+    assert_true(st.packets_in >= 3);
+    assert_int_equal(st.foreign, 0);
+    assert_int_equal(st.malformed, 0);
+    char remote[80];
+    cvx__rtp_remote_str(rtp, remote, sizeof(remote));
+    char want[80];
+    snprintf(want, sizeof(want), "[::1]:%u latched", ntohs(a.sin6_port));
+    assert_string_equal(remote, want);
+    cvx_rtp_destroy(rtp);
+    close(fd);
+    cvx_chan_unref(c);
+    mt_teardown(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -955,6 +1023,7 @@ int main(void)
         cmocka_unit_test(ports_exhausted_and_reused),
         cmocka_unit_test(live_rtcp_sender_report_round_trip),
         cmocka_unit_test(live_new_remote_relatches),
+        cmocka_unit_test(live_ipv6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

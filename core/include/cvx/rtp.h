@@ -10,9 +10,15 @@
  * created for: CVX_EV_FRAME (decoded audio, 20 ms), CVX_EV_DTMF (RFC 4733, or in-band when
  * telephone-event was not negotiated, each digit once) and CVX_EV_HANGUP with
  * CVX_CAUSE_MEDIA_TIMEOUT when nothing arrived for media_timeout (never while on hold).
+ * The media timeout goes down, not up: the session calls cvx_chan_hangup(chan,
+ * CVX_CAUSE_MEDIA_TIMEOUT), so the driver's hangup operation ends the call with the peer
+ * (BYE) and reports the CVX_EV_HANGUP with that cause, as for any hangup the core asks for.
  *
  * Thread: loop thread only.  Ownership: the driver owns the session and destroys it at the
  * latest when the call ends; the session holds a reference to its channel until destroyed.
+ * Re-entrancy: events go up synchronously from the session's media clock tick; a handler may
+ * hang up, and the driver may then call cvx_rtp_destroy() from inside that event: the
+ * session is freed when the tick returns.
  */
 #ifndef CVX_RTP_H
 #define CVX_RTP_H
