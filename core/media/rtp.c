@@ -823,6 +823,9 @@ void cvx_rtp_hold(cvx_rtp_t *rtp, int on)
     if (!on) {
         rtp->last_rx_ns = uv_hrtime(); /* the timeout starts again on resume */
         rtp->marker = 1;
+        /* What was buffered before the hold is stale: start playout afresh. */
+        cvx__jb_init(&rtp->jb, silence_byte(rtp->remote.codec), rtp->jb.min_target,
+                     rtp->jb.max_target);
     }
 }
 
