@@ -302,10 +302,10 @@ static int sip_start(void *priv)
         l->nua = nua_create(
             sip_reactor_root(si->reactor), sip_nua_callback, l, NUTAG_URL(l->url),
             NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1),
-            NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
-                        "REFER, NOTIFY"),
+            SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
+                             "REFER, NOTIFY"),
             NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"), NUTAG_ENABLEMESSAGE(1),
-            SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION),
+            SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION), SIPTAG_SUPPORTED_STR("timer"),
             TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
         if (l->nua == NULL) {
             if (l->tls)

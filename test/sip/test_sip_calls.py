@@ -42,6 +42,29 @@ def test_call_answered_then_caller_hangs_up_udp_tcp_ipv4_ipv6():
         assert d.stop() == 0
 
 
+def threads(pid):
+    return sorted(open("/proc/%d/task/%s/comm" % (pid, t)).read().strip()
+                  for t in os.listdir("/proc/%d/task" % pid))
+
+
+def test_sofia_runs_on_the_loop_thread():
+    """Sofia-SIP adds no thread: a daemon that has carried calls on two SIP listeners has the
+    same threads as one without any SIP instance."""
+    with SipDaemon(echo=(), sip_extra="", extra_conf="") as plain:
+        text = open(plain.conf_path).read()
+        text = re.sub(r"\[sip:pbx\]\n(?:[a-z_]+ = .*\n)*", "", text)
+        open(plain.conf_path, "w").write(text)
+        plain.start()
+        base = threads(plain.proc.pid)
+        assert plain.stop() == 0
+    with SipDaemon() as d:
+        d.start()
+        call_and_check(d, "u1", "127.0.0.1", 1)
+        call_and_check(d, "t1", "::1", 2)
+        assert threads(d.proc.pid) == base, (threads(d.proc.pid), base)
+        assert d.stop() == 0
+
+
 def test_callvox_hangs_up_with_bye():
     with SipDaemon() as d:
         d.start()
@@ -336,7 +359,7 @@ def test_bad_configuration_is_refused_with_a_reason():
 
 
 if __name__ == "__main__":
-    main([test_call_answered_then_caller_hangs_up_udp_tcp_ipv4_ipv6,
+    main([test_call_answered_then_caller_hangs_up_udp_tcp_ipv4_ipv6, test_sofia_runs_on_the_loop_thread,
           test_callvox_hangs_up_with_bye, test_cancel_before_answer, test_options,
           test_hold_and_resume_by_reinvite, test_hold_and_resume_by_update,
           test_488_without_a_usable_codec,
