@@ -105,6 +105,13 @@ def test_moved_address_and_garbage_are_ignored():
             return r if r and r["foreign"] == 50 and r["malformed"] == 120 else None
         row = wait_for(counted, 10, "50 foreign and 120 malformed packets counted")
         assert row["remote"] == remote, (row, remote)  # still sending to sipp
+        # "show media": one RTP session; the clock serves it and the recording; lateness and
+        # the loop watchdog are measured.
+        m = d.ctl("show media")
+        assert m["rtp_sessions"] == 1, m
+        assert m["clock"]["subscribers"] == 2, m
+        assert m["rtp_send_lateness"]["count"] >= row["packets_out"], (m, row)
+        assert m["watchdog"]["iterations"] > 0, m
         rc, out = finish(p)
         assert rc == 0, out
         mover.close()
