@@ -145,7 +145,12 @@ cvx_chan_t *cvx_media_chan(const cvx_media_t *m);
 /* Plays prompts in order.  barge_in: digits that interrupt ("" or NULL: none, "*": any). */
 int cvx_media_play(cvx_media_t *m, cvx_audio_t *const *prompts, size_t n, const char *barge_in,
                    cvx_media_done_fn done, void *arg);
-/* Records into sink.  Ends on the maximum length, silence, a terminating digit or hangup. */
+/* Records into sink.  Ends on the maximum length, silence, a terminating digit or hangup.
+ * Lengths count the audio that arrived (a recording of max_ms holds exactly max_ms), so the
+ * recording keeps its timeline through network jitter; when frames stop arriving altogether,
+ * wall time ends it: CVX_MEDIA_SILENCE after silence_ms plus the hang-over without a frame,
+ * CVX_MEDIA_MAXLEN one second after max_ms.  result.trailing_silence tells how much of the
+ * end was silence, for the caller to trim. */
 int cvx_media_record(cvx_media_t *m, const cvx_record_opts_t *opts, const cvx_media_sink_t *sink,
                      cvx_media_done_fn done, void *arg);
 /* Collects digits (starting with those typed ahead). */
