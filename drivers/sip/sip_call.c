@@ -476,7 +476,15 @@ void sip_call_incoming(sip_listener_t *l, nua_handle_t *nh, sip_t const *sip)
     }
     c->hold = c->have_remote && c->remote.hold;
     cvx_event_t ev = {.type = CVX_EV_INCOMING};
+    /* The handler may answer or refuse at once (and the call may even end): hold on. */
+    ((sip_call_ext_t *)c)->refs++;
     cvx_drv_event(si->inst, chan, &ev);
+    /* A flow that took the call without answering yet: the caller hears ringing. */
+    if (c->state == SIP_CALL_OFFERED && c->nh != NULL) {
+        nua_respond(c->nh, SIP_180_RINGING, TAG_END());
+        sip_reactor_kick(si->reactor);
+    }
+    call_unref(c);
 }
 
 /* --- offers inside the dialog ---------------------------------------------------------- */
