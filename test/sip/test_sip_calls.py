@@ -115,6 +115,24 @@ def test_hold_and_resume_by_update():
         assert d.stop() == 0
 
 
+def test_late_offer_answer_in_ack():
+    with SipDaemon() as d:
+        d.start()
+        assert_sipp_ok(sipp("uac_late_offer.xml", d.port, service="100"), "late offer")
+        d.wait_log(CALL_ENDED)
+        assert d.stop() == 0
+
+
+def test_reinvite_without_codec_gets_488_and_call_goes_on():
+    with SipDaemon() as d:
+        d.start()
+        assert_sipp_ok(sipp("uac_reinvite_488.xml", d.port, service="100"), "re-INVITE 488")
+        d.wait_log(r"new offer refused \(488\): no audio stream offers PCMU or PCMA over RTP/AVP, "
+                   r"while handling a re-INVITE")
+        d.wait_log(CALL_ENDED)
+        assert d.stop() == 0
+
+
 def test_488_without_a_usable_codec():
     with SipDaemon() as d:
         d.start()
@@ -362,6 +380,7 @@ if __name__ == "__main__":
     main([test_call_answered_then_caller_hangs_up_udp_tcp_ipv4_ipv6, test_sofia_runs_on_the_loop_thread,
           test_callvox_hangs_up_with_bye, test_cancel_before_answer, test_options,
           test_hold_and_resume_by_reinvite, test_hold_and_resume_by_update,
+          test_late_offer_answer_in_ack, test_reinvite_without_codec_gets_488_and_call_goes_on,
           test_488_without_a_usable_codec,
           test_404_when_no_application_takes_the_call,
           test_403_from_untrusted_source_and_counted,
