@@ -186,8 +186,6 @@ void cvx_media_flush_digits(cvx_media_t *m)
 
 static int in_set(const char *set, char d)
 {
-    if (set[0] == '*' && set[1] == 0 && d != 0)
-        return 1; /* "*" alone: any digit */
     return d != 0 && strchr(set, d) != NULL;
 }
 

@@ -150,7 +150,7 @@ static void play_barge_in_then_collect(void **state)
     assert_int_equal(cvx_chan_send_dtmf(f->call.in, '1', 100), 0);
     mt_run_for(&f->env, 60);
     done_rec_t d2 = {0};
-    assert_int_equal(cvx_media_play(f->near, p, 1, "*", on_done, &d2), 0);
+    assert_int_equal(cvx_media_play(f->near, p, 1, CVX_MEDIA_ANY_DIGIT, on_done, &d2), 0);
     assert_true(mt_run_until(&f->env, is_done, &d2, 5000));
     assert_int_equal(d2.res.end, CVX_MEDIA_DIGIT);
     assert_int_equal(d2.res.digit, '1');
@@ -192,6 +192,18 @@ static void collect_terminator_and_timeouts(void **state)
     assert_true(mt_run_until(&f->env, is_done, &u, 5000));
     assert_int_equal(u.res.end, CVX_MEDIA_TIMEOUT);
     assert_string_equal(u.res.digits, "5");
+
+    /* "*" as the only terminator is the star key, not "any digit". */
+    done_rec_t v = {0};
+    cvx_collect_opts_t co4 = {4, 3000, 3000, "*"};
+    assert_int_equal(cvx_media_collect(f->near, &co4, on_done, &v), 0);
+    assert_int_equal(cvx_chan_send_dtmf(f->call.in, '1', 80), 0);
+    assert_int_equal(cvx_chan_send_dtmf(f->call.in, '#', 80), 0);
+    assert_int_equal(cvx_chan_send_dtmf(f->call.in, '*', 80), 0);
+    assert_true(mt_run_until(&f->env, is_done, &v, 5000));
+    assert_int_equal(v.res.end, CVX_MEDIA_DIGIT);
+    assert_int_equal(v.res.digit, '*');
+    assert_string_equal(v.res.digits, "1#");
 
     /* Bad options are refused and call nothing. */
     cvx_collect_opts_t bad = {0, 0, 0, NULL};

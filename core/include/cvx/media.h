@@ -142,7 +142,11 @@ int cvx_media_create(cvx_chan_t *chan, cvx_chan_handler_fn fn, void *arg, cvx_me
 void cvx_media_destroy(cvx_media_t *m);
 cvx_chan_t *cvx_media_chan(const cvx_media_t *m);
 
-/* Plays prompts in order.  barge_in: digits that interrupt ("" or NULL: none, "*": any). */
+/* Every DTMF key, for barge_in, term_digits or terminators that take any digit. */
+#define CVX_MEDIA_ANY_DIGIT "0123456789*#ABCD"
+
+/* Plays prompts in order.  barge_in: the digits that interrupt ("" or NULL: none;
+ * CVX_MEDIA_ANY_DIGIT: any). */
 int cvx_media_play(cvx_media_t *m, cvx_audio_t *const *prompts, size_t n, const char *barge_in,
                    cvx_media_done_fn done, void *arg);
 /* Records into sink.  Ends on the maximum length, silence, a terminating digit or hangup.
