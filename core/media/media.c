@@ -397,9 +397,12 @@ static void media_handler(cvx_chan_t *chan, const cvx_event_t *ev, void *arg)
         char d = ev->u.dtmf.digit;
         if (m->pending)
             break;
-        if (m->op == OP_RECORD && in_set(m->term, d)) {
-            m->res.digit = d;
-            finish(m, CVX_MEDIA_DIGIT, 0);
+        if (m->op == OP_RECORD) {
+            /* Other keys pressed while recording are part of the message, not type-ahead. */
+            if (in_set(m->term, d)) {
+                m->res.digit = d;
+                finish(m, CVX_MEDIA_DIGIT, 0);
+            }
             break;
         }
         type_push(m, d);

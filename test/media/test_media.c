@@ -308,6 +308,13 @@ static void record_terminating_digit_and_beep(void **state)
     assert_int_equal(r.res.digit, '#');
     assert_true(r.res.samples > 0);
     assert_int_equal(sink.samples, r.res.samples);
+    /* Neither the 1 nor the # is left over for the next collect. */
+    done_rec_t c = {0};
+    cvx_collect_opts_t co = {4, 100, 100, NULL};
+    assert_int_equal(cvx_media_collect(f->near, &co, on_done, &c), 0);
+    assert_true(mt_run_until(&f->env, is_done, &c, 5000));
+    assert_int_equal(c.res.end, CVX_MEDIA_TIMEOUT);
+    assert_string_equal(c.res.digits, "");
     cvx_media_stop(f->far);
     cvx_audio_unref(p[0]);
 }

@@ -75,6 +75,8 @@ void cvx_audio_cache_clear(void);
  *
  * Digits are also kept in a small type-ahead buffer: a digit that interrupts a prompt (barge
  * in) stays there for the next cvx_media_collect(); cvx_media_flush_digits() empties it.
+ * Keys pressed while recording are not typed ahead (a terminating digit ends the recording,
+ * others are part of the message).
  *
  * Pacing: audio is written to the channel one 20 ms frame per tick of the media clock.
  * Every callback runs on the loop thread; done is called exactly once per operation started
