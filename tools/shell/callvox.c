@@ -392,7 +392,14 @@ static unsigned char complete_fn(EditLine *el, int ch)
     send_frame(CVX__CTL_COMPLETE, NULL, 0, line);
     cvx__ctl_frame_t f;
     read_frame(CVX__CTL_MATCHES, &f, -1);
-    char *list = strndup((const char *)f.payload, f.len);
+    /* The payload is not NUL-terminated: copy exactly its bytes. */
+    char *list = malloc(f.len + 1);
+    if (list == NULL) {
+        free(line);
+        return CC_ERROR;
+    }
+    memcpy(list, f.payload, f.len);
+    list[f.len] = '\0';
     char *cands[512];
     int n = 0;
     for (char *s = list, *save = NULL, *tok; (tok = strtok_r(s, "\n", &save)) != NULL && n < 500;
