@@ -91,8 +91,6 @@ static void track(sip_inst_t *si, int add)
     }
 }
 
-/* For "show sip": every live instance. */
-size_t sip_inst_list(sip_inst_t **out, size_t max);
 size_t sip_inst_list(sip_inst_t **out, size_t max)
 {
     size_t n = 0;
@@ -517,9 +515,6 @@ int sip_dest_uri(sip_inst_t *si, const char *dest, char *buf, size_t size)
 }
 
 /* --- module --------------------------------------------------------------------------- */
-
-int sip_cmds_register(void);
-void sip_cmds_unregister(void);
 
 static int sip_load(cvx_module_env_t *env)
 {

@@ -32,11 +32,6 @@ typedef struct sip_call_ext {
     unsigned refs;
 } sip_call_ext_t;
 
-static const char *inst_name(const sip_inst_t *si)
-{
-    return cvx_drv_inst_name(si->inst);
-}
-
 /* --- media (core/media through cvx/rtp.h when it is built) ----------------------------- */
 
 #ifdef SIP_HAVE_RTP
@@ -395,8 +390,6 @@ static int read_sdp(sip_t const *sip, sip_sdp_t *out)
 
 static void answer_bad_sdp(sip_call_t *c, int status, const sip_sdp_t *sdp, int in_dialog)
 {
-    tagi_t const *with = NULL;
-    (void)with;
     if (status == 415) {
         nua_respond(c->nh, 415, "Unsupported Media Type", SIPTAG_ACCEPT_STR("application/sdp"),
                     TAG_IF(in_dialog, NUTAG_WITH_THIS(c->l->nua)), TAG_END());
@@ -917,14 +910,11 @@ void sip_call_free_all(sip_inst_t *si)
         call_free(si->calls);
 }
 
-/* For "show sip calls" and "hangup". */
-size_t sip_call_describe(const sip_call_t *c, char *buf, size_t size);
 size_t sip_call_describe(const sip_call_t *c, char *buf, size_t size)
 {
     const char *codec = !c->have_remote ? "-" : c->remote.codec == CVX_CODEC_PCMA ? "PCMA" : "PCMU";
     int n = snprintf(buf, size, "%s%s%s", codec,
                      c->remote.te_payload_type >= 0 && c->have_remote ? "+te" : "",
                      c->hold ? " hold" : "");
-    (void)inst_name;
     return n > 0 ? (size_t)n : 0;
 }

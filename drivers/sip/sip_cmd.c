@@ -10,11 +10,6 @@
 #include "cvx/log.h"
 #include "sip_int.h"
 
-int sip_cmds_register(void);
-void sip_cmds_unregister(void);
-size_t sip_inst_list(sip_inst_t **out, size_t max);
-size_t sip_call_describe(const sip_call_t *c, char *buf, size_t size);
-
 #ifdef SIP_HAVE_CMD
 #include "cvx/cmd.h"
 

@@ -142,8 +142,13 @@ struct sip_inst {
     unsigned shut_pending;
 };
 
-/* All instances of the driver (for show sip). */
+/* The first live instance, or NULL; every live instance into out (for show sip). */
 sip_inst_t *sip_inst_first(void);
+size_t sip_inst_list(sip_inst_t **out, size_t max);
+
+/* Shell commands (sip_cmd.c), registered from the module's load(). */
+int sip_cmds_register(void);
+void sip_cmds_unregister(void);
 
 /* --- calls ---------------------------------------------------------------------------- */
 
@@ -187,6 +192,8 @@ void sip_call_event(sip_call_t *c, nua_event_t event, int status, char const *ph
 void sip_call_end_all(sip_inst_t *si, cvx_cause_t cause);
 /* Frees what is left when the instance is destroyed (no events any more). */
 void sip_call_free_all(sip_inst_t *si);
+/* "PCMU+te hold": the media of a call, for show sip calls. */
+size_t sip_call_describe(const sip_call_t *c, char *buf, size_t size);
 
 int sip_op_answer(void *priv, cvx_chan_t *chan);
 int sip_op_hangup(void *priv, cvx_chan_t *chan, cvx_cause_t cause);
