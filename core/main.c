@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cvx/daemon.h"
+#include "cvx/license.h"
 #include "ctl/ctl.h"
 #include "cvx/store.h"
 #include "media/media_impl.h"
@@ -16,6 +17,12 @@ int main(int argc, char **argv)
     /* The media core: its [media] section, shutdown hook and commands. */
     if (cvx__media_setup() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the media core\n");
+        return 1;
+    }
+    /* The licence (roles system and all): its [license] section, boot check and commands;
+     * before the store, so that a refused licence stops the start before the store opens. */
+    if (cvx_license_register() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the licence\n");
         return 1;
     }
     /* The message store (roles system and all): its [store] section, hooks and commands. */

@@ -10,6 +10,7 @@
 
 #include "cvx/app.h"
 #include "cvx/error.h"
+#include "cvx/license.h"
 #include "cvx/log.h"
 #include "internal.h"
 
@@ -211,6 +212,14 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
             cvx__module_close(m);
             claim_sections(conf, m->name);
             cvx_debug("module %s: %s", path, m->reason);
+            return 0;
+        }
+        if (cvx__license_denies_module(m->name, m->reason, sizeof(m->reason))) {
+            /* An unlicensed feature: close it again, untouched, and say so. */
+            m->state = CVX__MOD_SKIPPED;
+            cvx__module_close(m);
+            claim_sections(conf, m->name);
+            cvx_notice("module %s: %s", path, m->reason);
             return 0;
         }
         cvx_module_env_t env = {loop, role, conf, ""};

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cvx/license.h"
 #include "cvx/log.h"
 #include "store_impl.h"
 
@@ -437,6 +438,12 @@ int cvx_store_deposit_open(cvx_store_t *st, const cvx_message_t *msg, cvx_store_
 {
     if (!usable(st))
         return CVX_EUNAVAIL;
+    const char *why = NULL;
+    if (!cvx_license_accepting_messages(&why)) {
+        cvx_warn("a new message for mailbox %.32s refused: %s", msg != NULL ? msg->mailbox : "?",
+                 why);
+        return CVX_EPERM;
+    }
     if (msg == NULL || out == NULL || !cvx_store_valid_id(msg->id) ||
         !cvx_store_valid_number(msg->mailbox) || msg->codec > CVX_CODEC_ALAW || msg->rate == 0)
         return CVX_EINVAL;

@@ -15,6 +15,7 @@
 
 #include "cvx/cmd.h"
 #include "cvx/daemon.h"
+#include "cvx/license.h"
 #include "store_impl.h"
 
 static const char *const folder_words[] = {"new", "saved", "deleted", "any", NULL};
@@ -92,6 +93,14 @@ static void on_done(void *arg, int status)
 static void on_added(void *arg, int status)
 {
     pend_t *p = arg;
+    if (status == CVX_ELIMIT) {
+        cvx_cmd_error(p->req, "mailbox %s not added: the licence allows %u mailboxes", p->number,
+                      cvx_license_max_mailboxes());
+        cvx_cmd_finish(p->req, status);
+        sodium_memzero(p, sizeof(*p));
+        free(p);
+        return;
+    }
     if (status == 0 && p->need_pin) {
         /* The PIN is hashed on the thread pool, then set. */
         p->need_pin = 0;

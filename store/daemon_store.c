@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cvx/daemon.h"
+#include "cvx/license.h"
 #include "cvx/log.h"
 #include "store_impl.h"
 
@@ -158,6 +159,7 @@ static int store_start(uv_loop_t *loop)
     for (int i = 0; i < CVX_STORE_RETENTION_CLASSES; i++)
         conf.retention_ms[i] = (uint64_t)S.retention_ms[i];
     conf.retention_warning_ms = (uint64_t)S.retention_warning_ms;
+    conf.max_mailboxes = cvx_license_max_mailboxes();
     char err[512] = "";
     int rc = cvx_store_open(loop, &conf, &the_store, err, sizeof(err));
     if (rc != 0) {

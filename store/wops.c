@@ -363,6 +363,13 @@ static int dir_set(cvx_store_t *st, MDB_txn *txn, const cvx_mailbox_t *mb, int a
     return E(mdb_put(txn, st->dbi[DB_DIRECTORY], &k, &v, 0));
 }
 
+/* Mailboxes in the store, as this write transaction sees them. */
+static uint64_t mailbox_count(cvx_store_t *st, MDB_txn *txn)
+{
+    MDB_stat ms;
+    return mdb_stat(txn, st->dbi[DB_MAILBOXES], &ms) == 0 ? ms.ms_entries : 0;
+}
+
 static int op_mb_put(cvx_store_t *st, MDB_txn *txn, wop_t *op)
 {
     mbrec_t *cur = malloc(sizeof(*cur));
@@ -373,6 +380,9 @@ static int op_mb_put(cvx_store_t *st, MDB_txn *txn, wop_t *op)
     if (op->mode == CVX_PUT_CREATE) {
         if (rc == 0)
             rc = CVX_EEXIST;
+        else if (rc == CVX_ENOTFOUND && st->conf.max_mailboxes != 0 &&
+                 mailbox_count(st, txn) >= st->conf.max_mailboxes)
+            rc = CVX_ELIMIT;
         else if (rc == CVX_ENOTFOUND) {
             memset(cur, 0, sizeof(*cur));
             cur->pub.created_ms = op->now_ms;

@@ -22,6 +22,8 @@
  *      CVX_ECORRUPT    stored audio fails its SHA-256 check (that message only);
  *      CVX_EINVAL      malformed request (bad number, id, folder...);
  *      CVX_EBUSY       the writer's queue is over its memory limit: retry later.
+ *      CVX_EPERM       (deposits) the licence does not allow new messages now (see
+ *                      cvx_license_accepting_messages); the reason is logged.
  *
  * Writes go to one writer thread that groups queued operations into one LMDB transaction
  * (group commit); a write's callback runs only after its transaction is durable on disk.
@@ -223,6 +225,9 @@ typedef struct cvx_store_conf {
     uint64_t retention_ms[CVX_STORE_RETENTION_CLASSES];
     uint64_t retention_warning_ms;
     int group_commit; /* 0: one transaction per operation (benchmarks only) */
+    /* Most mailboxes the store holds; creating one more fails with CVX_ELIMIT.  0: no limit.
+     * The daemon sets the licence's (cvx_license_max_mailboxes). */
+    uint32_t max_mailboxes;
 } cvx_store_conf_t;
 
 /* Fills conf with the defaults ([store] section defaults); path is left NULL. */

@@ -1,0 +1,466 @@
+/*
+ * The daemon's licence: the [license] section, the boot check (roles system and all), the
+ * proof of the key hash by a provider plugin, the limits other code asks about, and
+ * "show license".
+ *
+ * Boot: the licence file is read and verified the first time anyone asks (the module loader
+ * asks before loading a feature module, so that happens before modules load); a tampered,
+ * foreign-key, malformed or expired file stops the daemon at start with one line saying
+ * exactly why.  Without a file the daemon runs in demo mode.  With a file, the configured
+ * provider proves one of its key hashes; until it has, and if it fails, no new message is
+ * accepted (calls are still answered and never dropped), and the log and "show license" say
+ * why.  The proof is needed at boot only: losing the dongle later changes nothing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cvx/cmd.h"
+#include "cvx/daemon.h"
+#include "cvx/error.h"
+#include "cvx/license.h"
+#include "cvx/log.h"
+
+#ifndef CVX_LICENSE_PUBKEY_B64
+#error "CVX_LICENSE_PUBKEY_B64 must be defined by the build (CVX_LICENSE_PUBLIC_KEY)"
+#endif
+
+static const char *const provider_names[] = {"none", "usb", "home", NULL};
+
+static const cvx_option_t license_options[] = {
+    {"file", CVX_OPT_STRING, offsetof(cvx_license_conf_t, file), NULL, 0, 0, NULL, 0,
+     "The signed licence file.  Without one callvox runs in demo mode (8 ports, 10 mailboxes)."},
+    {"provider", CVX_OPT_ENUM, offsetof(cvx_license_conf_t, provider), "none", 0, 0, provider_names,
+     0,
+     "How this system server proves its key hash at boot: usb (a dongle, plugin license_usb) "
+     "or home (the licence server, plugin license_home).  none only in demo mode."},
+    {"grace", CVX_OPT_DURATION, offsetof(cvx_license_conf_t, grace_ms), "7d", 0,
+     90LL * 86400 * 1000, NULL, 0,
+     "Phone home: how long after the last successful check the system keeps accepting "
+     "messages while the licence server cannot be reached."},
+    {"usb_vendor", CVX_OPT_INT, offsetof(cvx_license_conf_t, usb_vendor), "4617", 0, 65535, NULL, 0,
+     "USB vendor id of the dongle (decimal; 4617 is 0x1209)."},
+    {"usb_product", CVX_OPT_INT, offsetof(cvx_license_conf_t, usb_product), "51136", 0, 65535, NULL,
+     0, "USB product id of the dongle (decimal; 51136 is 0xc7c0)."},
+    {"usb_timeout", CVX_OPT_DURATION, offsetof(cvx_license_conf_t, usb_timeout_ms), "2s", 100,
+     60000, NULL, 0, "How long the dongle may take to answer its control transfer."},
+    {"server_url", CVX_OPT_STRING, offsetof(cvx_license_conf_t, server_url), NULL, 0, 0, NULL, 0,
+     "Phone home: the licence server, http://host:port or https://host:port."},
+    {"server_id", CVX_OPT_STRING, offsetof(cvx_license_conf_t, server_id), NULL, 0, 0, NULL, 0,
+     "Phone home: this server's identity secret; its hash must be a key_hash of the licence."},
+    {"retry", CVX_OPT_DURATION, offsetof(cvx_license_conf_t, retry_ms), "1h", 1000, 86400LL * 1000,
+     NULL, 0, "Phone home: time between checks with the licence server."},
+    CVX_OPTIONS_END,
+};
+
+static const cvx_section_def_t license_section = {
+    "license", 0, license_options, sizeof(cvx_license_conf_t),
+    "The licence: signed feature file and how this server proves it may use it."};
+
+typedef enum lic_state {
+    LIC_UNCHECKED = 0,
+    LIC_DEMO,
+    LIC_PROVING,
+    LIC_VALID,
+    LIC_UNPROVEN,
+    LIC_REFUSED,
+} lic_state_t;
+
+static const char *const state_names[] = {"not checked", "demo",       "proving",
+                                          "valid",       "not proven", "refused"};
+
+#define PROVIDERS_MAX 4
+
+static struct {
+    cvx_license_conf_t conf;
+    lic_state_t state;
+    int loaded;
+    cvx_license_t lic;
+    char why[384]; /* why messages are refused, or why the file was refused */
+    char proven_hash[CVX_LICENSE_HASH_HEX];
+    char proof_detail[256];
+    const cvx_license_provider_t *providers[PROVIDERS_MAX];
+    unsigned ncalls;
+    uint64_t calls_admitted, calls_refused, peak_calls;
+} L;
+
+static unsigned char builtin_pk[CVX_LICENSE_PK_BYTES];
+static int builtin_ok = -1;
+
+const unsigned char *cvx_license_builtin_key(void)
+{
+    if (builtin_ok < 0)
+        builtin_ok = cvx_license_b64_decode(CVX_LICENSE_PUBKEY_B64, builtin_pk,
+                                            sizeof(builtin_pk)) == CVX_LICENSE_PK_BYTES;
+    return builtin_ok ? builtin_pk : NULL;
+}
+
+int64_t cvx_license_now(void)
+{
+#ifdef CVX_LICENSE_TEST_HOOKS
+    const char *t = getenv("CVX_LICENSE_TEST_NOW");
+    if (t != NULL && *t != '\0')
+        return strtoll(t, NULL, 10);
+#endif
+    return (int64_t)time(NULL);
+}
+
+const cvx_license_conf_t *cvx_license_conf(void)
+{
+    return &L.conf;
+}
+
+/* Reads a whole (small) file.  Start-up only: blocking file I/O. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read it: %s", strerror(errno));
+        return NULL;
+    }
+    size_t cap = 64 * 1024, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "cannot read it: %s", strerror(errno));
+            free(buf);
+            buf = NULL;
+        } else if (r == 0) {
+            break;
+        } else if ((n += (size_t)r) == cap) {
+            snprintf(err, errlen, "too large to be a licence (over %zu bytes)", cap - 1);
+            free(buf);
+            buf = NULL;
+        }
+    }
+    close(fd);
+    if (buf != NULL)
+        *len = n;
+    return buf;
+}
+
+/* Loads and verifies the licence file once.  Returns 0 (valid or demo) or CVX_E*. */
+static int ensure_loaded(void)
+{
+    static int rc;
+    if (L.loaded)
+        return rc;
+    L.loaded = 1;
+    if (L.conf.file == NULL || L.conf.file[0] == '\0') {
+        L.state = LIC_DEMO;
+        return rc = 0;
+    }
+    char err[320];
+    const unsigned char *pk = cvx_license_builtin_key();
+    if (pk == NULL) {
+        snprintf(err, sizeof(err), "the public key built into this callvoxd is malformed");
+        rc = CVX_EINVAL;
+    } else {
+        size_t len = 0;
+        char *text = read_file(L.conf.file, &len, err, sizeof(err));
+        rc = text == NULL
+                 ? CVX_EIO
+                 : cvx_license_parse(text, len, pk, cvx_license_now(), &L.lic, err, sizeof(err));
+        free(text);
+    }
+    if (rc != 0) {
+        L.state = LIC_REFUSED;
+        snprintf(L.why, sizeof(L.why), "licence file %s refused: %s", L.conf.file, err);
+        cvx_error("%s", L.why);
+    }
+    return rc;
+}
+
+int cvx__license_denies_module(const char *name, char *reason, size_t size)
+{
+    static const struct {
+        const char *module;
+        unsigned feature;
+    } gated[] = {{"attendant", CVX_LIC_ATTENDANT},
+                 {"dahdi", CVX_LIC_DAHDI},
+                 {"mgw", CVX_LIC_MGW},
+                 {"fax", CVX_LIC_FAX},
+                 {"web", CVX_LIC_WEB},
+                 {"replication", CVX_LIC_HA}};
+    /* Call servers learn the licence from their system server (not built yet). */
+    if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM))
+        return 0;
+    for (size_t i = 0; i < sizeof(gated) / sizeof(gated[0]); i++) {
+        if (strcmp(gated[i].module, name) != 0)
+            continue;
+        if (ensure_loaded() != 0) {
+            snprintf(reason, size, "not loaded: the licence file was refused");
+            return 1;
+        }
+        if (!cvx_license_has_feature(gated[i].feature)) {
+            snprintf(reason, size, "not loaded: feature '%s' is not licensed (licence %s)",
+                     cvx_license_feature_names[__builtin_ctz(gated[i].feature)], L.lic.serial);
+            return 1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+const cvx_license_t *cvx_license_current(void)
+{
+    return L.loaded && L.state != LIC_DEMO && L.state != LIC_REFUSED ? &L.lic : NULL;
+}
+
+int cvx_license_demo(void)
+{
+    return L.state == LIC_DEMO;
+}
+
+int cvx_license_has_feature(unsigned feature)
+{
+    if (L.state == LIC_DEMO || !L.loaded)
+        return 1; /* demo mode has every feature; role call: the system server decides */
+    if (L.state == LIC_REFUSED)
+        return 0;
+    return (L.lic.features & feature) == feature;
+}
+
+static uint32_t port_limit(void)
+{
+    return L.state == LIC_DEMO || !L.loaded ? CVX_LICENSE_DEMO_PORTS : L.lic.ports;
+}
+
+uint32_t cvx_license_max_mailboxes(void)
+{
+    if (!L.loaded && (cvx_daemon_role() & CVX_ROLE_SYSTEM))
+        ensure_loaded();
+    return L.state == LIC_DEMO || !L.loaded ? CVX_LICENSE_DEMO_MAILBOXES : L.lic.mailboxes;
+}
+
+int cvx_license_admit_call(void)
+{
+    if (L.ncalls >= port_limit()) {
+        L.calls_refused++;
+        return CVX_ELIMIT;
+    }
+    L.ncalls++;
+    L.calls_admitted++;
+    if (L.ncalls > L.peak_calls)
+        L.peak_calls = L.ncalls;
+    return 0;
+}
+
+void cvx_license_release_call(void)
+{
+    if (L.ncalls > 0)
+        L.ncalls--;
+}
+
+int cvx_license_accepting_messages(const char **why)
+{
+    int ok = L.state == LIC_DEMO || L.state == LIC_VALID || L.state == LIC_UNCHECKED;
+    if (why != NULL)
+        *why = ok ? NULL : L.why;
+    return ok;
+}
+
+/* --- providers ------------------------------------------------------------------------- */
+
+int cvx_license_provider_register(const cvx_license_provider_t *p)
+{
+    if (p == NULL || p->name == NULL || p->size < offsetof(cvx_license_provider_t, describe))
+        return CVX_EINVAL;
+    for (unsigned i = 0; i < PROVIDERS_MAX; i++)
+        if (L.providers[i] != NULL && strcmp(L.providers[i]->name, p->name) == 0)
+            return CVX_EEXIST;
+    for (unsigned i = 0; i < PROVIDERS_MAX; i++)
+        if (L.providers[i] == NULL) {
+            L.providers[i] = p;
+            return 0;
+        }
+    return CVX_ELIMIT;
+}
+
+void cvx_license_provider_unregister(const cvx_license_provider_t *p)
+{
+    for (unsigned i = 0; i < PROVIDERS_MAX; i++)
+        if (L.providers[i] == p)
+            L.providers[i] = NULL;
+}
+
+static const cvx_license_provider_t *find_provider(const char *name)
+{
+    for (unsigned i = 0; i < PROVIDERS_MAX; i++)
+        if (L.providers[i] != NULL && strcmp(L.providers[i]->name, name) == 0)
+            return L.providers[i];
+    return NULL;
+}
+
+static void proof_done(int status, const char *hash, const char *detail)
+{
+    const char *pname = provider_names[L.conf.provider];
+    snprintf(L.proof_detail, sizeof(L.proof_detail), "%s", detail ? detail : "");
+    if (L.state != LIC_PROVING)
+        return; /* a late answer after a stop */
+    if (status == 0 && hash != NULL) {
+        for (size_t i = 0; i < L.lic.nhashes; i++)
+            if (strcmp(L.lic.hashes[i], hash) == 0) {
+                L.state = LIC_VALID;
+                L.why[0] = '\0';
+                snprintf(L.proven_hash, sizeof(L.proven_hash), "%s", hash);
+                cvx_notice("licence %s for %s: key hash %.16s... proven by %s; %u ports, %u "
+                           "mailboxes",
+                           L.lic.serial, L.lic.customer, hash, pname, L.lic.ports, L.lic.mailboxes);
+                return;
+            }
+        L.state = LIC_UNPROVEN;
+        snprintf(L.why, sizeof(L.why),
+                 "licence %s not proven: the %s key hash %.16s... is not one of the licence's "
+                 "key hashes; new messages are refused",
+                 L.lic.serial, pname, hash);
+    } else {
+        L.state = LIC_UNPROVEN;
+        snprintf(L.why, sizeof(L.why), "licence %s not proven by %s: %s; new messages are refused",
+                 L.lic.serial, pname, detail && *detail ? detail : cvx_strerror(status));
+    }
+    cvx_error("%s", L.why);
+}
+
+/* --- boot --------------------------------------------------------------------------------- */
+
+static int license_start(uv_loop_t *loop)
+{
+    (void)loop;
+    int rc = ensure_loaded();
+    if (rc != 0)
+        return rc;
+    if (L.state == LIC_DEMO) {
+        cvx_notice("licence: no licence file ([license] file): demo mode, %d ports, %d mailboxes",
+                   CVX_LICENSE_DEMO_PORTS, CVX_LICENSE_DEMO_MAILBOXES);
+        return 0;
+    }
+    char feats[96];
+    cvx_license_features_format(L.lic.features, feats, sizeof(feats));
+    cvx_info("licence %s for %s: %u ports, %u mailboxes, features %s, expires %s", L.lic.serial,
+             L.lic.customer, L.lic.ports, L.lic.mailboxes, feats,
+             L.lic.expires[0] ? L.lic.expires : "never");
+    const char *pname = provider_names[L.conf.provider];
+    if (L.conf.provider == 0) {
+        L.state = LIC_REFUSED;
+        snprintf(L.why, sizeof(L.why),
+                 "licence %s needs a proof of its key hash, but [license] provider is none "
+                 "(set usb or home)",
+                 L.lic.serial);
+        cvx_error("%s", L.why);
+        return CVX_EINVAL;
+    }
+    const cvx_license_provider_t *p = find_provider(pname);
+    if (p == NULL) {
+        L.state = LIC_REFUSED;
+        snprintf(L.why, sizeof(L.why),
+                 "licence provider %s is not available: module license_%s is not loaded", pname,
+                 pname);
+        cvx_error("%s", L.why);
+        return CVX_EINVAL;
+    }
+    L.state = LIC_PROVING;
+    snprintf(L.why, sizeof(L.why), "waiting for the licence proof (provider %s)", pname);
+    rc = p->prove(&L.lic, proof_done);
+    if (rc != 0 && L.state == LIC_PROVING)
+        proof_done(rc, NULL, cvx_strerror(rc));
+    return 0;
+}
+
+static void license_stop(void)
+{
+    if (L.state == LIC_PROVING)
+        L.state = LIC_UNCHECKED;
+}
+
+static const cvx_daemon_hooks_t license_hooks = {"licence", CVX_ROLE_SYSTEM, license_start,
+                                                 license_stop, NULL};
+
+/* --- show license ---------------------------------------------------------------------- */
+
+static void kv(cvx_cmd_req_t *req, const char *key, const char *v)
+{
+    cvx_cmd_printf(req, "%-20s %s\n", key, v);
+    cvx_cmd_json_str(req, key, v);
+}
+
+static void kv_num(cvx_cmd_req_t *req, const char *key, unsigned long long v)
+{
+    cvx_cmd_printf(req, "%-20s %llu\n", key, v);
+    cvx_cmd_json_uint(req, key, v);
+}
+
+static void describe_line(void *arg, const char *key, const char *value)
+{
+    kv(arg, key, value);
+}
+
+static int cmd_show_license(cvx_cmd_req_t *req)
+{
+    const char *why = NULL;
+    int accepting = cvx_license_accepting_messages(&why);
+    if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM)) {
+        cvx_cmd_error(req, "this is a call server: the licence is held by the system server");
+        return CVX_ENOTSUP;
+    }
+    kv(req, "state", state_names[L.state]);
+    if (L.state == LIC_DEMO) {
+        kv(req, "mode", "demo (no [license] file)");
+    } else if (L.state != LIC_REFUSED) {
+        char feats[96];
+        cvx_license_features_format(L.lic.features, feats, sizeof(feats));
+        kv(req, "file", L.conf.file);
+        kv(req, "serial", L.lic.serial);
+        kv(req, "customer", L.lic.customer);
+        kv(req, "issued", L.lic.issued);
+        kv(req, "expires", L.lic.expires[0] ? L.lic.expires : "never");
+        kv(req, "features", feats);
+        kv(req, "provider", provider_names[L.conf.provider]);
+        kv(req, "proven_hash", L.proven_hash[0] ? L.proven_hash : "-");
+        kv(req, "proof", L.proof_detail[0] ? L.proof_detail : "-");
+        const cvx_license_provider_t *p = find_provider(provider_names[L.conf.provider]);
+        if (p != NULL && p->describe != NULL)
+            p->describe(describe_line, req);
+    }
+    kv_num(req, "ports", port_limit());
+    kv_num(req, "ports_in_use", L.ncalls);
+    kv_num(req, "ports_peak", L.peak_calls);
+    kv_num(req, "calls_refused", L.calls_refused);
+    kv_num(req, "mailboxes", cvx_license_max_mailboxes());
+    kv(req, "messages", accepting ? "accepted" : "refused");
+    if (!accepting)
+        kv(req, "why", why);
+    return 0;
+}
+
+static const cvx_cmd_t license_cmds[] = {
+    {"show license",
+     {{0}},
+     CVX_CMD_READONLY,
+     "Show the licence, its proof and its limits",
+     "Prints the licence state (demo, proving, valid, not proven), its serial, customer, dates, "
+     "features and key hash proof, the licensed ports with those in use and the calls refused "
+     "for lack of ports, the licensed mailboxes, and whether new messages are accepted, with "
+     "the reason when they are not.",
+     cmd_show_license,
+     NULL},
+    CVX_CMDS_END,
+};
+
+int cvx_license_register(void)
+{
+    int rc = cvx_daemon_add_section(&license_section, &L.conf);
+    if (rc == 0)
+        rc = cvx_daemon_add_hooks(&license_hooks);
+    if (rc == 0)
+        rc = cvx_cmd_register(license_cmds);
+    return rc;
+}

@@ -1,0 +1,340 @@
+"""Licensing: the vendor tool (keygen, sign, verify, print, hash), the boot check of callvoxd
+(demo mode, tampered file, wrong key, expired, missing file, no provider), the USB dongle
+provider with a simulated dongle (present, absent, removed after boot, wrong secret,
+timeout) and through the real libusb path (no dongle here), unlicensed feature modules not
+loaded, and "show license".
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from cvxtest import BUILD, Daemon, main, wait_for
+
+TOOL = os.path.join(BUILD, "bin", "callvox-license")
+CALLVOX = os.path.join(BUILD, "bin", "callvox")
+KEYS = os.environ["CVX_LIC_KEYS"]
+DEV_SECRET = os.path.join(KEYS, "dev-key.secret")
+OTHER_SECRET = os.path.join(KEYS, "other-key.secret")
+OTHER_PUB = os.path.join(KEYS, "other-key.pub")
+MODULES = os.path.join(BUILD, "lib", "callvox", "modules")
+FEATURE_MODULES = os.environ["CVX_LIC_TEST_MODULES"]
+DONGLE_SECRET = "dongle-secret-0001"
+
+
+def tool(*args, check=True):
+    p = subprocess.run([TOOL] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    if check:
+        assert p.returncode == 0, "callvox-license %s: %d %s" % (args, p.returncode, p.stderr)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def key_hash(secret):
+    return tool("hash", secret)[1].strip()
+
+
+def key_id(pub):
+    """The key id as callvox-license reports it (first 16 hex digits of SHA-256(key))."""
+    import base64
+    import hashlib
+    with open(pub) as f:
+        b64 = [l.strip() for l in f if l.strip() and not l.startswith("#")][0]
+    return hashlib.sha256(base64.b64decode(b64)).hexdigest()[:16]
+
+
+def write_license(dir_, name="lic.lic", secret=DEV_SECRET, serial="T-0001", ports=2,
+                  mailboxes=3, features="fax", expires="never", issued="2026-01-01",
+                  hashes=None):
+    hashes = hashes or [key_hash(DONGLE_SECRET)]
+    text = ("# test licence\nformat = 1\nserial = %s\ncustomer = Test Customer\nissued = %s\n"
+            "expires = %s\nports = %d\nmailboxes = %d\nfeatures = %s\n"
+            % (serial, issued, expires, ports, mailboxes, features))
+    text += "".join("key_hash = %s\n" % h for h in hashes)
+    src = os.path.join(dir_, name + ".txt")
+    with open(src, "w") as f:
+        f.write(text)
+    out = os.path.join(dir_, name)
+    tool("sign", "-k", secret, "-o", out, src)
+    return out
+
+
+def module_dir(dir_, names):
+    """A module directory holding only the modules named (symlinks into the build)."""
+    md = os.path.join(dir_, "modules")
+    os.makedirs(md, exist_ok=True)
+    for n in names:
+        src = os.path.join(FEATURE_MODULES if n in ("fax", "attendant") else MODULES, n + ".so")
+        os.symlink(src, os.path.join(md, n + ".so"))
+    return md
+
+
+def x(d, command):
+    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def show_license(d):
+    rc, out, err = x(d, "show license")
+    assert rc == 0, "show license: %d %s" % (rc, err)
+    return dict(re.findall(r"^(\S+) +(.*)$", out, re.M))
+
+
+def licensed_daemon(dir_, lic, modules=("license_usb",), provider="usb", sim=None, extra=""):
+    conf = "[license]\nfile = %s\nprovider = %s\n%s" % (lic, provider, extra)
+    d = Daemon(conf=conf, general={"module_dir": module_dir(dir_, modules)}, workdir=dir_)
+    env = {"CVX_LICENSE_USB_SIM": sim} if sim else {"CVX_LICENSE_USB_SIM": ""}
+    return d, env
+
+
+def refused_at_start(lic, expected_line):
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        d, env = licensed_daemon(t, lic)
+        try:
+            d.start(wait=False, extra_env=env)
+            rc = d.proc.wait(30)
+            log = d.log()
+            assert rc == 1, "exit status %d\n%s" % (rc, log)
+            assert expected_line in log, "no line %r in:\n%s" % (expected_line, log)
+            assert "started" not in log
+        finally:
+            d.close()
+
+
+# --- the tool ---------------------------------------------------------------------------
+
+
+def test_tool_keygen_sign_verify_print():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        rc, out, _ = tool("keygen", os.path.join(t, "vendor"))
+        pub, sec = os.path.join(t, "vendor.pub"), os.path.join(t, "vendor.secret")
+        assert out == "key %s: public %s, secret %s\n" % (key_id(pub), pub, sec)
+        assert os.stat(sec).st_mode & 0o777 == 0o600
+        lic = write_license(t, secret=sec, features="attendant, fax")
+        assert tool("verify", "-p", pub, lic)[1] == "%s: valid licence T-0001 for Test Customer\n" % lic
+        out = tool("print", "-p", pub, lic)[1]
+        assert "ports       2\nmailboxes   3\nfeatures    attendant, fax\n" in out
+        assert "key_hash    %s\n" % key_hash(DONGLE_SECRET) in out
+        # The build's own key does not verify it.
+        rc, _, err = tool("verify", lic, check=False)
+        assert rc == 1 and ("signed with key %s, but this build accepts only licences signed"
+                            % key_id(pub)) in err
+        # keygen never overwrites.
+        rc, _, err = tool("keygen", os.path.join(t, "vendor"), check=False)
+        assert rc == 1 and "File exists" in err
+        # A signed file cannot be signed again.
+        rc, _, err = tool("sign", "-k", sec, lic, check=False)
+        assert rc == 1 and "already has a key_id or signature line" in err
+
+
+def test_tool_refuses_malformed_input():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        src = os.path.join(t, "bad.txt")
+        with open(src, "w") as f:
+            f.write("format = 1\nserial = X\ncustomer = C\nissued = 2026-01-01\nexpires = never\n"
+                    "ports = many\n")
+        rc, _, err = tool("sign", "-k", DEV_SECRET, src, check=False)
+        assert rc == 1 and err == ("callvox-license: %s: line 6: ports 'many' is not a number "
+                                   "from 0 to 1000000\n" % src), err
+
+
+# --- the boot check ---------------------------------------------------------------------
+
+
+def test_demo_mode_without_licence():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        d = Daemon(general={"module_dir": module_dir(t, ["fax"])}, workdir=t)
+        try:
+            d.start()
+            d.wait_log(r"licence: no licence file \(\[license\] file\): demo mode, 8 ports, "
+                       r"10 mailboxes")
+            s = show_license(d)
+            assert s["state"] == "demo" and s["ports"] == "8" and s["mailboxes"] == "10", s
+            assert s["messages"] == "accepted"
+            d.wait_log(r"feature module fax: loaded")
+            # Demo mode: ten mailboxes, and a clear refusal for the eleventh.
+            for i in range(10):
+                assert x(d, "mailbox add %d Demo User" % (3000 + i))[0] == 0
+            rc, _, err = x(d, "mailbox add 3010 One Toomany")
+            assert rc == 1 and err == "mailbox 3010 not added: the licence allows 10 mailboxes\n", err
+            assert d.stop() == 0
+        finally:
+            d.close()
+
+
+def test_tampered_licence_refused():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t)
+        with open(lic) as f:
+            text = f.read()
+        with open(lic, "w") as f:
+            f.write(text.replace("ports = 2\n", "ports = 200\n"))
+        refused_at_start(lic, "licence file %s refused: the signature does not match the "
+                              "contents: the file was altered after it was signed" % lic)
+        rc, _, err = tool("verify", lic, check=False)
+        assert rc == 1 and "the file was altered after it was signed" in err
+
+
+def test_wrong_key_refused():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, secret=OTHER_SECRET)
+        refused_at_start(lic, "licence file %s refused: signed with key %s, but this build "
+                              "accepts only licences signed with key %s"
+                         % (lic, key_id(OTHER_PUB), key_id(os.path.join(KEYS, "dev-key.pub"))))
+
+
+def test_expired_licence_refused():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, issued="2019-01-01", expires="2020-01-01")
+        refused_at_start(lic, "licence file %s refused: licence T-0001 for Test Customer "
+                              "expired on 2020-01-01" % lic)
+
+
+def test_missing_licence_file_refused():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = os.path.join(t, "nowhere.lic")
+        refused_at_start(lic, "licence file %s refused: cannot read it: No such file or "
+                              "directory" % lic)
+
+
+def test_licence_without_provider_refused():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t)
+        d, env = licensed_daemon(t, lic, provider="none")
+        try:
+            d.start(wait=False, extra_env=env)
+            assert d.proc.wait(30) == 1
+            assert ("licence T-0001 needs a proof of its key hash, but [license] provider is "
+                    "none (set usb or home)") in d.log()
+        finally:
+            d.close()
+
+
+# --- the USB dongle ---------------------------------------------------------------------
+
+
+def sim_file(dir_, content):
+    p = os.path.join(dir_, "dongle")
+    with open(p, "w") as f:
+        f.write(content + "\n")
+    return p
+
+
+def test_dongle_present_then_removed_after_boot():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, features="fax")
+        sim = sim_file(t, "secret " + DONGLE_SECRET)
+        d, env = licensed_daemon(t, lic, modules=("license_usb", "fax", "attendant"), sim=sim)
+        try:
+            d.start(extra_env=env)
+            d.wait_log(r"licence T-0001 for Test Customer: key hash %s\.\.\. proven by usb; "
+                       r"2 ports, 3 mailboxes" % key_hash(DONGLE_SECRET)[:16])
+            s = show_license(d)
+            assert s["state"] == "valid" and s["messages"] == "accepted", s
+            assert s["proven_hash"] == key_hash(DONGLE_SECRET)
+            assert s["ports"] == "2" and s["mailboxes"] == "3" and s["features"] == "fax"
+            # The licensed feature loads; the unlicensed one does not, with a log line.
+            d.wait_log(r"feature module fax: loaded")
+            d.wait_log(r"module \S+/attendant\.so: not loaded: feature 'attendant' is not "
+                       r"licensed \(licence T-0001\)")
+            assert "feature module attendant: loaded" not in d.log()
+            # The licensed number of mailboxes, then a clear refusal.
+            for n in ("2001", "2002", "2003"):
+                rc, out, err = x(d, "mailbox add %s Some One" % n)
+                assert rc == 0, err
+            rc, _, err = x(d, "mailbox add 2004 Four Th")
+            assert rc == 1 and err == "mailbox 2004 not added: the licence allows 3 mailboxes\n", err
+            assert x(d, "mailbox show 2004")[0] == 1
+            assert x(d, "mailbox del 2003")[0] == 0
+            assert x(d, "mailbox add 2004 Four Th")[0] == 0
+            # Removing the dongle after boot changes nothing until the next start.
+            sim_file(t, "absent")
+            s = show_license(d)
+            assert s["state"] == "valid" and s["messages"] == "accepted", s
+            assert d.stop() == 0
+            # The next start finds no dongle: it runs, but refuses new messages and says why.
+            d.start(extra_env=env)
+            why = ("licence T-0001 not proven by usb: no dongle found (USB vendor 0x1209, "
+                   "product 0xc7c0); new messages are refused")
+            d.wait_log(re.escape(why))
+            s = show_license(d)
+            assert s["state"] == "not proven" and s["messages"] == "refused", s
+            assert s["why"] == why, s
+            assert d.stop() == 0
+        finally:
+            d.close()
+
+
+def dongle_case(content, expected):
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t)
+        d, env = licensed_daemon(t, lic, sim=sim_file(t, content),
+                                 extra="usb_timeout = 250ms\n")
+        try:
+            d.start(extra_env=env)
+            d.wait_log(re.escape(expected))
+            s = show_license(d)
+            assert s["state"] == "not proven" and s["messages"] == "refused", s
+            assert s["why"] == expected, s
+            assert d.stop() == 0
+        finally:
+            d.close()
+
+
+def test_dongle_absent():
+    dongle_case("absent", "licence T-0001 not proven by usb: no dongle found (USB vendor "
+                "0x1209, product 0xc7c0); new messages are refused")
+
+
+def test_dongle_wrong_secret():
+    dongle_case("secret not-the-right-one",
+                "licence T-0001 not proven: the usb key hash %s... is not one of the "
+                "licence's key hashes; new messages are refused"
+                % key_hash("not-the-right-one")[:16])
+
+
+def test_dongle_timeout():
+    dongle_case("timeout", "licence T-0001 not proven by usb: the dongle did not answer within "
+                "250 ms; new messages are refused")
+
+
+def test_real_libusb_reports_no_dongle():
+    """No simulation: the real libusb path, on a machine without the dongle (or without USB
+    at all), must say "no dongle found" and leave the daemon running."""
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t)
+        d, env = licensed_daemon(t, lic)
+        try:
+            d.start(extra_env=env)
+            d.wait_log(r"licence T-0001 not proven by usb: no dongle found \((USB vendor "
+                       r"0x1209, product 0xc7c0|USB is not available: [^)]*)\); new messages "
+                       r"are refused")
+            s = show_license(d)
+            assert s["state"] == "not proven", s
+            assert d.stop() == 0
+        finally:
+            d.close()
+
+
+def test_provider_module_missing():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t)
+        d, env = licensed_daemon(t, lic, modules=())
+        try:
+            d.start(wait=False, extra_env=env)
+            assert d.proc.wait(30) == 1
+            assert ("licence provider usb is not available: module license_usb is not "
+                    "loaded") in d.log()
+        finally:
+            d.close()
+
+
+if __name__ == "__main__":
+    main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
+          test_demo_mode_without_licence, test_tampered_licence_refused, test_wrong_key_refused,
+          test_expired_licence_refused, test_missing_licence_file_refused,
+          test_licence_without_provider_refused, test_dongle_present_then_removed_after_boot,
+          test_dongle_absent, test_dongle_wrong_secret, test_dongle_timeout,
+          test_real_libusb_reports_no_dongle, test_provider_module_missing])
