@@ -14,6 +14,7 @@
 #include "cvx/driver.h"
 #include "cvx/error.h"
 #include "cvx/log.h"
+#include "cvx/rtp.h"
 #include "ctl.h"
 #include "internal.h"
 
@@ -161,27 +162,51 @@ static int call_row(cvx_chan_t *chan, void *arg)
 {
     cvx_cmd_req_t *req = arg;
     const cvx_call_info_t *ci = cvx_chan_info(chan);
-    char age[32];
+    char age[32], in[24] = "0", out[24] = "0", lost[24] = "0", jit[24] = "0", late[24] = "0";
+    const char *codec = "-";
     snprintf(age, sizeof(age), "%.1f",
              (double)(uv_now(cvx_daemon_loop()) - cvx_chan_start_ms(chan)) / 1000.0);
-    unsigned st = (unsigned)cvx_chan_state(chan);
+    /* Calls with RTP media (SIP) show their codec and packet figures; others dashes and 0. */
+    cvx_rtp_t *rtp = cvx_rtp_of_chan(chan);
+    if (rtp != NULL) {
+        cvx_rtp_stats_t st;
+        cvx_rtp_get_stats(rtp, &st);
+        int c = cvx_rtp_codec(rtp);
+        if (c >= 0)
+            codec = cvx_codec_name((cvx_codec_t)c);
+        snprintf(in, sizeof(in), "%llu", (unsigned long long)st.packets_in);
+        snprintf(out, sizeof(out), "%llu", (unsigned long long)st.packets_out);
+        snprintf(lost, sizeof(lost), "%llu", (unsigned long long)st.lost);
+        snprintf(jit, sizeof(jit), "%.2f", st.jitter_ms);
+        snprintf(late, sizeof(late), "%.3f", (double)st.late_p99_ns / 1e6);
+    }
+    unsigned state = (unsigned)cvx_chan_state(chan);
     const char *cells[] = {cvx_chan_id(chan),
                            cvx_drv_inst_name(cvx_chan_inst(chan)),
                            cvx_chan_dir(chan) == CVX_DIR_IN ? "in" : "out",
-                           st < 4 ? state_names[st] : "?",
+                           state < 4 ? state_names[state] : "?",
                            ci->calling,
                            ci->called,
                            ci->original_called,
                            cvx_redirect_name(ci->redirect),
-                           age};
+                           age,
+                           codec,
+                           in,
+                           out,
+                           lost,
+                           jit,
+                           late};
     cvx_cmd_table_row(req, cells);
     return 0;
 }
 
 static int cmd_show_calls(cvx_cmd_req_t *req)
 {
-    static const char *const cols[] = {"id",     "instance",        "dir",    "state",  "calling",
-                                       "called", "redirected_from", "reason", "age_s#", NULL};
+    static const char *const cols[] = {
+        "id",          "instance",        "dir",    "state",      "calling",
+        "called",      "redirected_from", "reason", "age_s#",     "codec",
+        "packets_in#", "packets_out#",    "lost#",  "jitter_ms#", "late_p99_ms#",
+        NULL};
     cvx_cmd_table_begin(req, "calls", cols);
     cvx_chan_foreach(call_row, req);
     cvx_cmd_table_end(req);

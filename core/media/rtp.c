@@ -770,6 +770,11 @@ const char *cvx_rtp_local_addr(const cvx_rtp_t *rtp)
     return rtp->bind_addr;
 }
 
+int cvx_rtp_codec(const cvx_rtp_t *rtp)
+{
+    return rtp->have_remote ? (int)rtp->remote.codec : -1;
+}
+
 int cvx_rtp_set_remote(cvx_rtp_t *rtp, const cvx_rtp_remote_t *remote)
 {
     if (remote->codec != CVX_CODEC_PCMU && remote->codec != CVX_CODEC_PCMA)

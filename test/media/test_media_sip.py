@@ -105,6 +105,11 @@ def test_moved_address_and_garbage_are_ignored():
             return r if r and r["foreign"] == 50 and r["malformed"] == 120 else None
         row = wait_for(counted, 10, "50 foreign and 120 malformed packets counted")
         assert row["remote"] == remote, (row, remote)  # still sending to sipp
+        # "show calls" carries the codec sipp offered (PCMA) and the same packet figures.
+        call = d.ctl("show calls")["calls"][0]
+        assert call["codec"] == "PCMA", call
+        assert call["packets_in"] >= row["packets_in"] and call["packets_out"] > 0, call
+        assert call["lost"] == 0 and call["late_p99_ms"] >= 0, call
         # "show media": one RTP session; the clock serves it and the recording; lateness and
         # the loop watchdog are measured.
         m = d.ctl("show media")

@@ -75,6 +75,9 @@ typedef struct cvx_rtp_stats {
 } cvx_rtp_stats_t;
 void cvx_rtp_get_stats(const cvx_rtp_t *rtp, cvx_rtp_stats_t *out);
 
+/* The negotiated codec, or -1 before the remote side is known. */
+int cvx_rtp_codec(const cvx_rtp_t *rtp);
+
 /* Stops and frees the session (sockets are closed asynchronously). */
 void cvx_rtp_destroy(cvx_rtp_t *rtp);
 
