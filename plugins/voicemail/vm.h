@@ -1,0 +1,123 @@
+/*
+ * The voicemail application's internal interface: one call's state, the prompt table, the
+ * English language module, the deposit flow and the subscriber conversation.
+ *
+ * Thread: everything here runs on the loop thread.  Nothing blocks: prompts are loaded on the
+ * libuv thread pool at start, the store is reached only through its asynchronous interface.
+ */
+#ifndef VM_H
+#define VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cvx/chan.h"
+#include "cvx/config.h"
+#include "cvx/media.h"
+#include "vm_store.h"
+
+/* --- configuration ([voicemail]) ------------------------------------------------------------ */
+
+enum { VM_UNKNOWN_NOT_IN_SERVICE = 0, VM_UNKNOWN_OPERATOR = 1, VM_UNKNOWN_ATTENDANT = 2 };
+
+typedef struct vm_conf {
+    cvx_strlist_t pilots;         /* called numbers of the voicemail pilot */
+    cvx_strlist_t dialed_mailbox; /* prefixes of dialed numbers that are mailboxes */
+    char *prompt_dir;             /* the recorded prompt set */
+    char *generated_dir;          /* prompts generated at build time */
+    char *operator_number;        /* blind transfer target of 0; "" or NULL: no operator */
+    char *attendant_number;       /* where unknown mailboxes go with unknown_mailbox = attendant */
+    int unknown_mailbox;          /* VM_UNKNOWN_* */
+    long long max_message_ms;     /* when the mailbox does not say */
+    long long min_message_ms;     /* shorter recordings are dropped */
+    long long silence_ms;         /* end the recording after this much silence */
+    char *timezone;               /* the site's time zone for mailboxes without one */
+} vm_conf_t;
+
+extern vm_conf_t vm_conf;
+
+/* --- prompts (vm_prompts.c) ----------------------------------------------------------------- */
+
+/* Checks that every prompt of the table exists (start-up; names the first missing one in err)
+ * and starts loading them all through the media core's cache.  Returns 0 or CVX_E*. */
+int vm_prompts_load(void *loop, char *err, size_t errlen);
+void vm_prompts_unload(void);
+/* The loaded audio of a prompt (not referenced), or NULL when not loaded (yet) or unknown. */
+cvx_audio_t *vm_prompt(const char *name);
+/* 1 when every prompt is loaded. */
+int vm_prompts_ready(void);
+
+/* A list of audio to play in order. */
+#define VM_LIST_MAX 96
+typedef struct vm_list {
+    cvx_audio_t *a[VM_LIST_MAX];
+    size_t n;
+    int missing; /* a prompt was not loaded */
+} vm_list_t;
+void vm_add(vm_list_t *l, const char *name);
+void vm_add_audio(vm_list_t *l, cvx_audio_t *a);
+
+/* --- English (vm_lang_en.c) ------------------------------------------------------------------ */
+
+void vm_say_number(vm_list_t *l, unsigned long n);
+void vm_say_digits(vm_list_t *l, const char *digits);
+/* "today at 3 45 p m", "yesterday at ...", "Monday, March 3rd at ..." in time zone tz. */
+void vm_say_datetime(vm_list_t *l, uint64_t utc_ms, uint64_t now_ms, const char *tz);
+/* "2 minutes 5 seconds". */
+void vm_say_duration(vm_list_t *l, uint32_t ms);
+
+/* --- a call ---------------------------------------------------------------------------------- */
+
+typedef struct vm_call vm_call_t;
+struct vm_call {
+    cvx_chan_t *chan;
+    cvx_media_t *media;
+    int hung_up;
+    unsigned pending; /* store requests and media operations whose callbacks are due */
+    char mailbox[CVX_STORE_NUMBER_MAX];
+    cvx_mailbox_t mb;
+    /* deposit */
+    cvx_store_stream_t *stream;
+    char msg_id[CVX_STORE_ID_MAX];
+    int16_t *rec;
+    size_t rec_n, rec_cap, rec_sent;
+    uint32_t flags;
+    int attempts;
+    int committing;
+    /* subscriber */
+    int pin_tries;
+    cvx_message_t *msgs;
+    size_t nmsgs, cur;
+    cvx_audio_t *audio; /* a greeting or message fetched from the store */
+    cvx_store_reader_t *reader;
+    uint8_t *fetch;
+    size_t fetch_n, fetch_cap;
+    uint8_t fetch_codec;
+    int fetch_is_name; /* the greeting being fetched is the recorded name */
+    int to_attendant;  /* the transfer in progress goes to the attendant */
+    void (*fetched)(vm_call_t *c, int status, cvx_audio_t *a);
+};
+
+cvx_log_ctx_t vm_ctx(vm_call_t *c, const char *doing);
+/* Frees the call once it has hung up and nothing is pending. */
+void vm_call_maybe_free(vm_call_t *c);
+/* Plays the list; done as for cvx_media_play.  On failure hangs up. */
+int vm_play(vm_call_t *c, vm_list_t *l, const char *barge, cvx_media_done_fn done);
+/* Plays then hangs up. */
+void vm_play_and_hangup(vm_call_t *c, vm_list_t *l);
+void vm_hangup(vm_call_t *c);
+
+/* Reads a recording from the store and decodes it; fetched(c, 0, audio) with audio
+ * referenced for the callee, or an error.  Not called when the call hangs up meanwhile. */
+int vm_fetch(vm_call_t *c, const cvx_audio_ref_t *ref,
+             void (*fetched)(vm_call_t *c, int status, cvx_audio_t *a));
+uint64_t vm_now_ms(void);
+
+/* The deposit flow (vm_deposit.c) for mailbox; calls vm_login_start on '*'. */
+void vm_deposit_start(vm_call_t *c, const char *mailbox);
+/* The call hung up: commits the message being recorded (or drops one too short). */
+void vm_deposit_hangup(vm_call_t *c);
+/* The subscriber conversation (vm_login.c); mailbox "" asks for it. */
+void vm_login_start(vm_call_t *c, const char *mailbox);
+
+#endif
