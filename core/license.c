@@ -81,9 +81,9 @@ static struct {
     lic_state_t state;
     int loaded;
     cvx_license_t lic;
-    char why[384]; /* why messages are refused, or why the file was refused */
+    char why[640]; /* why messages are refused, or why the file was refused */
     char proven_hash[CVX_LICENSE_HASH_HEX];
-    char proof_detail[256];
+    char proof_detail[512];
     const cvx_license_provider_t *providers[PROVIDERS_MAX];
     unsigned ncalls;
     uint64_t calls_admitted, calls_refused, peak_calls;
@@ -303,13 +303,18 @@ static const cvx_license_provider_t *find_provider(const char *name)
 static void proof_done(int status, const char *hash, const char *detail)
 {
     const char *pname = provider_names[L.conf.provider];
-    snprintf(L.proof_detail, sizeof(L.proof_detail), "%s", detail ? detail : "");
-    if (L.state != LIC_PROVING)
+    if (L.state != LIC_PROVING && L.state != LIC_VALID && L.state != LIC_UNPROVEN)
         return; /* a late answer after a stop */
+    snprintf(L.proof_detail, sizeof(L.proof_detail), "%s", detail ? detail : "");
+    lic_state_t was = L.state;
+    char old_why[sizeof(L.why)];
+    snprintf(old_why, sizeof(old_why), "%s", L.why);
     if (status == 0 && hash != NULL) {
         for (size_t i = 0; i < L.lic.nhashes; i++)
             if (strcmp(L.lic.hashes[i], hash) == 0) {
                 L.state = LIC_VALID;
+                if (was == LIC_VALID)
+                    return;
                 L.why[0] = '\0';
                 snprintf(L.proven_hash, sizeof(L.proven_hash), "%s", hash);
                 cvx_notice("licence %s for %s: key hash %.16s... proven by %s; %u ports, %u "
@@ -327,7 +332,8 @@ static void proof_done(int status, const char *hash, const char *detail)
         snprintf(L.why, sizeof(L.why), "licence %s not proven by %s: %s; new messages are refused",
                  L.lic.serial, pname, detail && *detail ? detail : cvx_strerror(status));
     }
-    cvx_error("%s", L.why);
+    if (was != LIC_UNPROVEN || strcmp(old_why, L.why) != 0)
+        cvx_error("%s", L.why);
 }
 
 /* --- boot --------------------------------------------------------------------------------- */
@@ -377,6 +383,10 @@ static int license_start(uv_loop_t *loop)
 
 static void license_stop(void)
 {
+    const cvx_license_provider_t *p = find_provider(provider_names[L.conf.provider]);
+    if (p != NULL && p->size >= offsetof(cvx_license_provider_t, stop) + sizeof(p->stop) &&
+        p->stop != NULL)
+        p->stop();
     if (L.state == LIC_PROVING)
         L.state = LIC_UNCHECKED;
 }

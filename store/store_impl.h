@@ -179,6 +179,7 @@ typedef enum wtype {
     W_GREET_DEL,
     W_MWI_REPORT,
     W_RETAIN,
+    W_SETTING_PUT, /* settings.c */
 } wtype_t;
 
 struct wop {
@@ -223,6 +224,8 @@ void store__submit(cvx_store_t *st, wop_t *op);
 /* Loop: called when an op's completion has been delivered (for close accounting). */
 void store__maybe_closed(cvx_store_t *st);
 
+/* settings.c: W_SETTING_PUT inside txn (writer thread). */
+int store__op_setting_put(cvx_store_t *st, MDB_txn *txn, wop_t *op);
 /* wops.c: one write operation inside txn (writer thread).  Returns 0 or CVX_E*. */
 int store__apply(cvx_store_t *st, MDB_txn *txn, wop_t *op);
 /* Removes a stream's chunks and its streams entry (after a failed commit, abort, GC). */

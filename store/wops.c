@@ -773,6 +773,8 @@ int store__apply(cvx_store_t *st, MDB_txn *txn, wop_t *op)
         return op_mwi_report(st, txn, op);
     case W_RETAIN:
         return op_retain(st, txn, op);
+    case W_SETTING_PUT:
+        return store__op_setting_put(st, txn, op);
     }
     return CVX_EINVAL;
 }

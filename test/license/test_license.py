@@ -331,10 +331,189 @@ def test_provider_module_missing():
             d.close()
 
 
+# --- phone home -------------------------------------------------------------------------
+
+SERVER_ID = "server-one-identity"
+
+
+class LicenceServer:
+    """The real callvox-license serve, on an ephemeral loopback port; killed by its PID."""
+
+    def __init__(self, dir_, secret, licences):
+        self.out = os.path.join(dir_, "serve-%d.out" % len(os.listdir(dir_)))
+        self.f = open(self.out, "wb")
+        self.proc = subprocess.Popen([TOOL, "serve", "-k", secret, "-a", "127.0.0.1", "-P", "0"]
+                                     + list(licences), stdout=self.f, stderr=subprocess.STDOUT)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError("callvox-license serve exited: %s" % open(self.out).read())
+            m = re.search(r"on http://127\.0\.0\.1:(\d+)\n", open(self.out).read())
+            return m and int(m.group(1))
+        self.port = wait_for(listening, 10, "callvox-license serve listening")
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.f.close()
+
+
+class GarbageServer:
+    """An HTTP server on loopback that answers every request with text that is no proof."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<html>hello, this is not a licence server</html>\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def home_daemon(dir_, lic, url):
+    extra = "server_url = %s\nserver_id = %s\ngrace = 1h\n" % (url, SERVER_ID)
+    return licensed_daemon(dir_, lic, modules=("license_home",), provider="home", extra=extra)
+
+
+def home_refused(d, detail, regex=False):
+    """Waits for the refusal line (detail is a regular expression when regex is set)."""
+    prefix, suffix = "licence T-0001 not proven by home: ", "; new messages are refused"
+    d.wait_log(re.escape(prefix) + (detail if regex else re.escape(detail)) + re.escape(suffix))
+    s = show_license(d)
+    assert s["state"] == "not proven" and s["messages"] == "refused", s
+    return s
+
+
+def test_phone_home_success_then_grace_then_grace_expired():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        server = LicenceServer(t, DEV_SECRET, [lic])
+        try:
+            d, env = home_daemon(t, lic, server.url)
+            d.start(extra_env=env)
+            d.wait_log(r"licence T-0001 for Test Customer: key hash %s\.\.\. proven by home"
+                       % key_hash(SERVER_ID)[:16])
+            s = show_license(d)
+            assert s["state"] == "valid" and s["messages"] == "accepted", s
+            assert s["phone_home"].startswith("confirmed by the licence server at "), s
+            last = s["last_success"]
+            assert d.stop() == 0
+            assert "ok T-0001 %s" % key_hash(SERVER_ID) in open(server.out).read()
+        finally:
+            server.stop()
+        # The server is down: the last success, kept in the store, starts the grace period.
+        d.start(extra_env=env)
+        d.wait_log(r"licence: no valid answer from the licence server \(Failed to connect to "
+                   r"127\.0\.0\.1 port %d[^)]*\); grace period since %s, until "
+                   % (server.port, re.escape(last)))
+        s = show_license(d)
+        assert s["state"] == "valid" and s["messages"] == "accepted", s
+        assert s["last_success"] == last, s
+        assert d.stop() == 0
+        # An hour and a minute later (test clock): the grace period is over.
+        import calendar
+        import time
+        t_last = calendar.timegm(time.strptime(last, "%Y-%m-%d %H:%M:%S UTC"))
+        env["CVX_LICENSE_TEST_NOW"] = str(t_last + 3660)
+        d.start(extra_env=env)
+        home_refused(d, r"no valid answer from the licence server \(Failed to connect to "
+                        r"127\.0\.0\.1 port %d[^)]*\); the grace period since the last success "
+                        r"\(%s\) ended at \S+ \S+ UTC" % (server.port, re.escape(last)), regex=True)
+        assert d.stop() == 0
+        d.close()
+
+
+def test_phone_home_server_down_without_earlier_success():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        server = LicenceServer(t, DEV_SECRET, [lic])
+        server.stop()
+        d, env = home_daemon(t, lic, server.url)
+        try:
+            d.start(extra_env=env)
+            home_refused(d, r"no valid answer from the licence server \(Failed to connect to "
+                            r"127\.0\.0\.1 port %d[^)]*\) and no earlier success is recorded"
+                         % server.port, regex=True)
+            assert d.stop() == 0
+        finally:
+            d.close()
+
+
+def test_phone_home_bad_signature():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        # A server signing with another key than the one built into callvoxd.
+        other = write_license(t, name="other.lic", secret=OTHER_SECRET,
+                              hashes=[key_hash(SERVER_ID)])
+        server = LicenceServer(t, OTHER_SECRET, [other])
+        d, env = home_daemon(t, lic, server.url)
+        try:
+            d.start(extra_env=env)
+            home_refused(d, "no valid answer from the licence server (the answer's signature "
+                            "is not valid for this build's key) and no earlier success is "
+                            "recorded")
+            assert d.stop() == 0
+        finally:
+            d.close()
+            server.stop()
+
+
+def test_phone_home_garbage_answer():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        server = GarbageServer()
+        d, env = home_daemon(t, lic, server.url)
+        try:
+            d.start(extra_env=env)
+            home_refused(d, "no valid answer from the licence server (the answer is not a "
+                            "callvox proof) and no earlier success is recorded")
+            assert d.stop() == 0
+        finally:
+            d.close()
+            server.stop()
+
+
+def test_phone_home_denied():
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        # The server knows licence T-0001 only for another server's hash.
+        served = write_license(t, name="served.lic", hashes=[key_hash("another-server")])
+        server = LicenceServer(t, DEV_SECRET, [served])
+        d, env = home_daemon(t, lic, server.url)
+        try:
+            d.start(extra_env=env)
+            home_refused(d, "the licence server denies key hash %s... for licence T-0001"
+                         % key_hash(SERVER_ID)[:16])
+            assert d.stop() == 0
+        finally:
+            d.close()
+            server.stop()
+
+
 if __name__ == "__main__":
     main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
           test_demo_mode_without_licence, test_tampered_licence_refused, test_wrong_key_refused,
           test_expired_licence_refused, test_missing_licence_file_refused,
           test_licence_without_provider_refused, test_dongle_present_then_removed_after_boot,
           test_dongle_absent, test_dongle_wrong_secret, test_dongle_timeout,
-          test_real_libusb_reports_no_dongle, test_provider_module_missing])
+          test_real_libusb_reports_no_dongle, test_provider_module_missing,
+          test_phone_home_success_then_grace_then_grace_expired,
+          test_phone_home_server_down_without_earlier_success, test_phone_home_bad_signature,
+          test_phone_home_garbage_answer, test_phone_home_denied])

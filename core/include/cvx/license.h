@@ -144,7 +144,9 @@ int cvx_license_accepting_messages(const char **why);
 /* --- proof providers (plugins) --------------------------------------------------------- */
 
 /* The result of a proof: status 0 and the key hash proven, or an error and detail (one line,
- * as the log and "show license" give it). */
+ * as the log and "show license" give it).  A provider that keeps checking after boot (phone
+ * home, with its grace period) calls it again whenever its verdict changes; each call sets
+ * whether new messages are accepted. */
 typedef void (*cvx_license_proof_cb)(int status, const char *hash, const char *detail);
 
 typedef struct cvx_license_provider {
@@ -155,6 +157,8 @@ typedef struct cvx_license_provider {
     int (*prove)(const cvx_license_t *lic, cvx_license_proof_cb done);
     /* Lines for "show license" (may be NULL): what the provider found. */
     void (*describe)(void (*line)(void *arg, const char *key, const char *value), void *arg);
+    /* At shutdown, before the module is unloaded: close every handle (may be NULL). */
+    void (*stop)(void);
 } cvx_license_provider_t;
 
 int cvx_license_provider_register(const cvx_license_provider_t *p);

@@ -432,6 +432,20 @@ int cvx_store_verify(cvx_store_t *st, cvx_store_line_fn line, cvx_store_done_cb 
 int cvx_store_import_csv(cvx_store_t *st, const char *text, size_t len, cvx_store_line_fn line,
                          cvx_store_done_cb cb, void *arg);
 
+/* --- settings ------------------------------------------------------------------------------ */
+
+/*
+ * Small named values other parts of callvox keep in the store (the licence's last successful
+ * phone-home check).  key: "ext." then up to 60 characters; value: up to
+ * CVX_STORE_SETTING_MAX bytes.  get reports CVX_ENOTFOUND for a key never put; value is valid
+ * during the callback only.  put is durable when cb reports 0.
+ */
+#define CVX_STORE_SETTING_MAX 1024
+typedef void (*cvx_store_setting_cb)(void *arg, int status, const void *value, size_t len);
+int cvx_store_setting_get(cvx_store_t *st, const char *key, cvx_store_setting_cb cb, void *arg);
+int cvx_store_setting_put(cvx_store_t *st, const char *key, const void *value, size_t len,
+                          cvx_store_done_cb cb, void *arg);
+
 /* The [store] section of the configuration. */
 extern const cvx_section_def_t cvx_store_section;
 
