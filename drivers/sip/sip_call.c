@@ -23,6 +23,7 @@
 #include <sofia-sip/url.h>
 
 #include "cvx/error.h"
+#include "cvx/license.h"
 #include "cvx/log.h"
 #include "sip_int.h"
 #include "sip_redirect.h"
@@ -30,6 +31,7 @@
 typedef struct sip_call_ext {
     sip_call_t c;
     unsigned refs;
+    int licensed; /* holds a licensed port (cvx_license_admit_call) until call_free */
 } sip_call_ext_t;
 
 /* --- media (core/media through cvx/rtp.h when it is built) ----------------------------- */
@@ -182,6 +184,10 @@ static void call_free(sip_call_t *c)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
     si->ncalls--;
+    if (((sip_call_ext_t *)c)->licensed) {
+        ((sip_call_ext_t *)c)->licensed = 0;
+        cvx_license_release_call();
+    }
     if (c->nh != NULL) {
         nua_handle_bind(c->nh, NULL);
         nua_handle_destroy(c->nh);
@@ -435,6 +441,16 @@ void sip_call_incoming(sip_listener_t *l, nua_handle_t *nh, sip_t const *sip)
         reject(c, 503, "Service Unavailable", TAG_END());
         return;
     }
+    if (cvx_license_admit_call() != 0) {
+        si->counters.busy++;
+        cvx_log_ctx(CVX_LOG_WARN, &ctx,
+                    "every licensed port is in use; refusing a call (503, Retry-After %d)",
+                    CVX_LICENSE_RETRY_AFTER_S);
+        reject(c, 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR(CVX_LICENSE_RETRY_AFTER_STR),
+               TAG_END());
+        return;
+    }
+    ((sip_call_ext_t *)c)->licensed = 1;
     int s = read_sdp(sip, &c->remote);
     if (s > 1) {
         cvx_log_ctx(CVX_LOG_NOTICE, &ctx, "refusing an INVITE (%d): %s", s,

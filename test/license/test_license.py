@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 
-from cvxtest import BUILD, Daemon, main, wait_for
+from cvxtest import BUILD, Daemon, free_port, main, wait_for
 
 TOOL = os.path.join(BUILD, "bin", "callvox-license")
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
@@ -507,6 +507,87 @@ def test_phone_home_denied():
             server.stop()
 
 
+# --- licensed ports: SIP 503 with Retry-After --------------------------------------------
+
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
+SIPP = shutil.which("sipp")
+
+
+def sipp_bg(scenario, port):
+    cwd = tempfile.mkdtemp(prefix="cvx-lic-sipp-")
+    local = free_port()
+    cmd = [SIPP, "-sf", os.path.join(SCENARIOS, scenario), "-i", "127.0.0.1", "-p", str(local),
+           "-m", "1", "-s", "100", "-t", "u1", "-timeout", "50s", "-nostdin", "-trace_err",
+           "127.0.0.1:%d" % port]
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p.cwd = cwd
+    return p
+
+
+def sipp_finish(p, what):
+    try:
+        out, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    errs = "".join(open(os.path.join(p.cwd, f)).read()[-3000:] for f in os.listdir(p.cwd)
+                   if f.endswith("_errors.log"))
+    shutil.rmtree(p.cwd, ignore_errors=True)
+    assert p.returncode == 0, "%s: sipp %d\n%s\n%s" % (what, p.returncode,
+                                                      out.decode()[-3000:], errs)
+
+
+def test_licensed_ports_refuse_extra_calls_with_503():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, ports=2)
+        port = free_port()
+        extra = ("[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n[echo]\nnumber = 100\n"
+                 % port)
+        d, env = licensed_daemon(t, lic, modules=("license_usb", "sip", "echo"),
+                                 sim=sim_file(t, "secret " + DONGLE_SECRET))
+        d.write_conf("[license]\nfile = %s\nprovider = usb\n%s" % (lic, extra),
+                     {"user": "", "run_dir": d.run_dir, "data_dir": d.data_dir, "name": "lic",
+                      "module_dir": os.path.join(t, "modules")})
+        held = []
+        try:
+            d.start(extra_env=env)
+            d.wait_log(r"proven by usb")
+            held = [sipp_bg("uac_hold_until_bye.xml", port) for _ in range(2)]
+            wait_for(lambda: show_license(d)["ports_in_use"] == "2", 20, "two calls up")
+            # The third call finds every licensed port in use: 503 with Retry-After: 30.
+            sipp_finish(sipp_bg("uac_503_retry_after.xml", port), "third call")
+            d.wait_log(r"every licensed port is in use; refusing a call \(503, Retry-After 30\)")
+            s = show_license(d)
+            assert s["calls_refused"] == "1" and s["ports_in_use"] == "2", s
+            assert s["ports_enforced"] == "yes", s
+            # The calls in progress were not touched; hang them up from the shell.
+            rc, out, err = x(d, "show calls")
+            ids = re.findall(r"^(\S+-\d+)\s", out, re.M)
+            assert len(ids) == 2, out
+            for i in ids:
+                assert x(d, "call hangup %s" % i)[0] == 0
+            for p in held:
+                sipp_finish(p, "held call")
+            held = []
+            wait_for(lambda: show_license(d)["ports_in_use"] == "0", 20, "ports released")
+            # A port is free again: the next call is taken.
+            p = sipp_bg("uac_hold_until_bye.xml", port)
+            wait_for(lambda: show_license(d)["ports_in_use"] == "1", 20, "a call up again")
+            ids = re.findall(r"^(\S+-\d+)\s", x(d, "show calls")[1], re.M)
+            assert x(d, "call hangup %s" % ids[0])[0] == 0
+            sipp_finish(p, "call after the limit")
+            assert d.stop() == 0
+        finally:
+            for p in held:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            d.close()
+
+
 if __name__ == "__main__":
     main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
           test_demo_mode_without_licence, test_tampered_licence_refused, test_wrong_key_refused,
@@ -516,4 +597,5 @@ if __name__ == "__main__":
           test_real_libusb_reports_no_dongle, test_provider_module_missing,
           test_phone_home_success_then_grace_then_grace_expired,
           test_phone_home_server_down_without_earlier_success, test_phone_home_bad_signature,
-          test_phone_home_garbage_answer, test_phone_home_denied])
+          test_phone_home_garbage_answer, test_phone_home_denied,
+          test_licensed_ports_refuse_extra_calls_with_503])

@@ -129,7 +129,8 @@ int64_t cvx_license_now(void);
 int cvx_license_admit_call(void);
 void cvx_license_release_call(void);
 /* Suggested Retry-After for calls refused for lack of ports, in seconds. */
-#define CVX_LICENSE_RETRY_AFTER_S 30
+#define CVX_LICENSE_RETRY_AFTER_S   30
+#define CVX_LICENSE_RETRY_AFTER_STR "30"
 
 /* Mailboxes: the licensed number (the store refuses to create more). */
 uint32_t cvx_license_max_mailboxes(void);
