@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/tport_tag.h>
@@ -285,6 +287,60 @@ static int sip_create(cvx_drv_inst_t *inst, const void *conf, void **priv)
     return 0;
 }
 
+/* Checks that the listener's address can be bound before nua_create() tries: a nua_create()
+ * that fails to bind leaves a reference on the su_root's port behind (a leak inside Sofia-SIP
+ * that ASan reports), so the common failure (address in use or not local) is caught here.
+ * Returns 1 when every transport of the listener could bind. */
+static int listener_probe(const sip_listener_t *l, const char *cert_dir)
+{
+    if (l->tls) {
+        /* Sofia-SIP's TLS transport reads agent.pem (certificate and key) from the directory;
+         * without it nua_create() fails, leaking as above. */
+        char pem[4096];
+        snprintf(pem, sizeof(pem), "%s/agent.pem", cert_dir ? cert_dir : ".");
+        return access(pem, R_OK) == 0;
+    }
+    const char *colon = strrchr(l->label, ':');
+    if (colon == NULL)
+        return 1; /* nothing to check against; let Sofia say */
+    int port = atoi(colon + 1);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (l->family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, l->host, &a->sin6_addr) != 1)
+            return 1;
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, l->host, &a->sin_addr) != 1)
+            return 1;
+        len = sizeof(*a);
+    }
+    int udp = strncmp(l->label, "udp", 3) == 0;
+    int tcp = strstr(l->label, "tcp") != NULL;
+    for (int i = 0; i < 2; i++) {
+        if ((i == 0 && !udp) || (i == 1 && !tcp))
+            continue;
+        int fd = socket(l->family, (i == 0 ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 1;
+        int one = 1;
+        if (i == 1)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        int ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+        close(fd);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 static int sip_start(void *priv)
 {
     sip_inst_t *si = priv;
@@ -297,20 +353,22 @@ static int sip_start(void *priv)
     }
     for (unsigned i = 0; i < si->nlisteners; i++) {
         sip_listener_t *l = &si->listeners[i];
-        l->nua = nua_create(
-            sip_reactor_root(si->reactor), sip_nua_callback, l, NUTAG_URL(l->url),
-            NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1),
-            SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
-                             "REFER, NOTIFY"),
-            NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"), NUTAG_ENABLEMESSAGE(1),
-            SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION), SIPTAG_SUPPORTED_STR("timer"),
-            TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
+        l->nua = NULL;
+        if (listener_probe(l, si->conf.tls_cert_dir))
+            l->nua = nua_create(
+                sip_reactor_root(si->reactor), sip_nua_callback, l, NUTAG_URL(l->url),
+                NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1),
+                SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
+                                 "REFER, NOTIFY"),
+                NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"), NUTAG_ENABLEMESSAGE(1),
+                SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION), SIPTAG_SUPPORTED_STR("timer"),
+                TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
         if (l->nua == NULL) {
             if (l->tls)
                 cvx_log_ctx(CVX_LOG_ERROR, &ctx,
-                            "cannot listen on %s: the address is in use or not local, the "
-                            "certificate in %s is unusable, or this libsofia-sip-ua has no TLS "
-                            "(Debian 12's is built without it)",
+                            "cannot listen on %s: the address is in use or not local, or the "
+                            "certificate in %s is missing or unusable (Sofia-SIP needs agent.pem "
+                            "there: certificate and private key)",
                             l->label, si->conf.tls_cert_dir);
             else
                 cvx_log_ctx(CVX_LOG_ERROR, &ctx,
