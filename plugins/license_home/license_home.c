@@ -51,7 +51,8 @@ static struct {
     uv_timer_t retry_timer; /* next check; also the first one, just after boot */
     int handles_open;
     int stopping;
-    int timers; /* curl_timer and retry_timer are initialised */
+    int timers;            /* curl_timer and retry_timer are initialised */
+    uint64_t grace_end_ms; /* within grace: ms from now until it ends (+1 s), else 0 */
     cvx_license_proof_cb done;
     char serial[64];
     char hash[CVX_LICENSE_HASH_HEX];
@@ -82,10 +83,16 @@ static void on_retry(uv_timer_t *t)
     check_start();
 }
 
+/* The next check: after retry, or sooner when the grace period ends before that (so that
+ * its end is noticed on time). */
 static void schedule_retry(void)
 {
+    uint64_t ms = (uint64_t)cvx_license_conf()->retry_ms;
+    if (H.grace_end_ms != 0 && H.grace_end_ms < ms)
+        ms = H.grace_end_ms;
+    H.grace_end_ms = 0;
     if (!H.stopping)
-        uv_timer_start(&H.retry_timer, on_retry, (uint64_t)cvx_license_conf()->retry_ms, 0);
+        uv_timer_start(&H.retry_timer, on_retry, ms, 0);
 }
 
 static void on_saved(void *arg, int status)
@@ -132,8 +139,8 @@ static void unreachable(const char *why)
                  why, last, until);
         snprintf(H.state, sizeof(H.state), "%s", detail);
         cvx_warn("licence: %s", detail);
+        H.grace_end_ms = (uint64_t)(H.last_ok + grace_s - now) * 1000 + 1000;
         H.done(0, H.hash, detail);
-        /* Check again before the grace period can run out unnoticed. */
         return;
     }
     snprintf(detail, sizeof(detail),

@@ -440,6 +440,36 @@ def test_phone_home_success_then_grace_then_grace_expired():
         d.close()
 
 
+def test_phone_home_grace_ends_while_running():
+    """The grace period ends while the daemon runs: it notices on time (not at the next
+    hourly retry), refuses new messages and says why, and keeps running."""
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        lic = write_license(t, hashes=[key_hash(SERVER_ID)])
+        server = LicenceServer(t, DEV_SECRET, [lic])
+        d, env = home_daemon(t, lic, server.url)
+        conf = ("[license]\nfile = %s\nprovider = home\nserver_url = %s\nserver_id = %s\n"
+                "grace = 5s\n" % (lic, server.url, SERVER_ID))
+        d.write_conf(conf, {"user": "", "run_dir": d.run_dir, "data_dir": d.data_dir,
+                            "name": "lic", "module_dir": os.path.join(t, "modules")})
+        try:
+            d.start(extra_env=env)
+            d.wait_log(r"proven by home")
+            assert d.stop() == 0
+            server.stop()
+            d.start(extra_env=env)
+            d.wait_log(r"licence: no valid answer from the licence server \(Failed to connect[^)]*"
+                       r"\); grace period since ")
+            assert show_license(d)["messages"] == "accepted"
+            home_refused(d, r"no valid answer from the licence server \(Failed to connect[^)]*\); "
+                            r"the grace period since the last success \([^)]*\) ended at "
+                            r"\S+ \S+ UTC", regex=True)
+            assert d.proc.poll() is None
+            assert d.stop() == 0
+        finally:
+            server.stop()
+            d.close()
+
+
 def test_phone_home_server_down_without_earlier_success():
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
         lic = write_license(t, hashes=[key_hash(SERVER_ID)])
@@ -596,6 +626,7 @@ if __name__ == "__main__":
           test_dongle_absent, test_dongle_wrong_secret, test_dongle_timeout,
           test_real_libusb_reports_no_dongle, test_provider_module_missing,
           test_phone_home_success_then_grace_then_grace_expired,
+          test_phone_home_grace_ends_while_running,
           test_phone_home_server_down_without_earlier_success, test_phone_home_bad_signature,
           test_phone_home_garbage_answer, test_phone_home_denied,
           test_licensed_ports_refuse_extra_calls_with_503])
