@@ -451,7 +451,8 @@ static int cmd_show_license(cvx_cmd_req_t *req)
             p->describe(describe_line, req);
     }
     kv_num(req, "ports", port_limit());
-    kv(req, "ports_enforced", ports_enforced() ? "yes" : "no");
+    cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced", ports_enforced() ? "yes" : "no");
+    cvx_cmd_json_bool(req, "ports_enforced", ports_enforced());
     kv_num(req, "ports_in_use", L.ncalls);
     kv_num(req, "ports_peak", L.peak_calls);
     kv_num(req, "calls_refused", L.calls_refused);
