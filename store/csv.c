@@ -179,6 +179,9 @@ static void on_created(void *arg, int status)
     import_t *im = e->im;
     if (status == CVX_EEXIST)
         snprintf(e->why, sizeof(e->why), "mailbox %s already exists", e->mb.number);
+    else if (status == CVX_ELIMIT)
+        snprintf(e->why, sizeof(e->why), "the licence allows %u mailboxes",
+                 im->st->conf.max_mailboxes);
     else if (status != 0)
         snprintf(e->why, sizeof(e->why), "%s", cvx_strerror(status));
     if (--im->pending == 0)

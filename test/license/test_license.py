@@ -159,6 +159,15 @@ def test_demo_mode_without_licence():
                 assert x(d, "mailbox add %d Demo User" % (3000 + i))[0] == 0
             rc, _, err = x(d, "mailbox add 3010 One Toomany")
             assert rc == 1 and err == "mailbox 3010 not added: the licence allows 10 mailboxes\n", err
+            # An import says the same, line by line, and adds nothing.
+            csv = os.path.join(t, "more.csv")
+            with open(csv, "w") as f:
+                f.write("number,first_name,last_name\n3011,Eleven,Th\n3012,Twelve,Th\n")
+            rc, out, err = x(d, "mailbox import %s" % csv)
+            assert rc == 1 and err == ("line 2: rejected: the licence allows 10 mailboxes\n"
+                                       "line 3: rejected: the licence allows 10 mailboxes\n"
+                                       "import: 0 added, 2 rejected\n"), (out, err)
+            assert x(d, "mailbox show 3011")[0] == 1
             assert d.stop() == 0
         finally:
             d.close()
