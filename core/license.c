@@ -352,8 +352,8 @@ static int license_start(uv_loop_t *loop)
 {
     (void)loop;
     int rc = ensure_loaded();
-    if (rc != 0)
-        return rc;
+    if (rc != 0) /* the line above says exactly why; the daemon adds the code */
+        return rc == CVX_EIO || rc == CVX_ENOMEM ? rc : CVX_EPERM;
     if (L.state == LIC_DEMO) {
         cvx_notice("licence: no licence file ([license] file): demo mode, %d ports, %d mailboxes",
                    CVX_LICENSE_DEMO_PORTS, CVX_LICENSE_DEMO_MAILBOXES);

@@ -98,6 +98,8 @@ def refused_at_start(lic, expected_line):
             log = d.log()
             assert rc == 1, "exit status %d\n%s" % (rc, log)
             assert expected_line in log, "no line %r in:\n%s" % (expected_line, log)
+            assert re.search(r"^callvoxd: cannot start licence: (permission denied|input/output "
+                             r"error)$", log, re.M), log
             assert "started" not in log
         finally:
             d.close()
