@@ -588,7 +588,10 @@ static int configure(cvx_diag_t *diag)
     return diag->n > 0 ? CVX_EINVAL : rc;
 }
 
-/* Daemon mode: fork; the parent waits until the child says it has started. */
+/* Daemon mode, before anything else is set up (threads and pending work do not survive a
+ * fork): fork twice; the first parent waits for the daemon to report its exit status for the
+ * start (0 once it runs) and exits with it.  The daemon keeps the terminal's stderr until it
+ * has started, so start-up errors are still seen by whoever started it. */
 static int daemonize(void)
 {
     int fds[2];
@@ -599,9 +602,9 @@ static int daemonize(void)
         return CVX_EIO;
     if (pid > 0) {
         close(fds[1]);
-        char ok = 0;
-        ssize_t n = read(fds[0], &ok, 1);
-        _exit(n == 1 && ok == 1 ? 0 : 1);
+        unsigned char status = 1;
+        ssize_t n = read(fds[0], &status, 1);
+        _exit(n == 1 ? status : 1);
     }
     close(fds[0]);
     setsid();
@@ -610,6 +613,22 @@ static int daemonize(void)
         _exit(1);
     if (pid > 0)
         _exit(0); /* the middle process; the grandchild keeps the pipe */
+    D.ready_fd = fds[1];
+    return 0;
+}
+
+/* Tells the waiting parent (daemon mode) how the start ended; 0 detaches from the terminal. */
+static void report_start(int status)
+{
+    if (D.ready_fd < 0)
+        return;
+    unsigned char b = (unsigned char)status;
+    if (write(D.ready_fd, &b, 1) != 1)
+        cvx_warn("could not tell the parent process how the start went");
+    close(D.ready_fd);
+    D.ready_fd = -1;
+    if (status != 0)
+        return;
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);
@@ -617,19 +636,6 @@ static int daemonize(void)
         dup2(null, 2);
         if (null > 2)
             close(null);
-    }
-    D.ready_fd = fds[1];
-    return 0;
-}
-
-static void report_ready(void)
-{
-    if (D.ready_fd >= 0) {
-        char ok = 1;
-        if (write(D.ready_fd, &ok, 1) != 1)
-            cvx_warn("could not tell the parent process that the daemon started");
-        close(D.ready_fd);
-        D.ready_fd = -1;
     }
 }
 
@@ -683,9 +689,30 @@ static int start_privileged(struct passwd *pw, int switch_user)
     return rc;
 }
 
+static void on_drain_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Lets requests still in flight (thread-pool work such as prompt loads a module started in
+ * its load()) complete while the modules that will receive their callbacks are still loaded:
+ * at most 5 s.  Called only outside uv_run(). */
+static void drain_requests(void)
+{
+    uv_timer_t tick;
+    uv_timer_init(&D.loop, &tick);
+    uv_timer_start(&tick, on_drain_tick, 10, 10);
+    uint64_t deadline = uv_now(&D.loop) + 5000;
+    while (D.loop.active_reqs.count > 0 && uv_now(&D.loop) < deadline)
+        uv_run(&D.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&D.loop, UV_RUN_NOWAIT);
+}
+
 static void teardown(void)
 {
     cvx__drv_destroy_all();
+    drain_requests();
     cvx__modules_unload(&D.modules);
     release_core_conf(&D.general, &D.log);
     for (unsigned i = 0; i < D.nsections; i++)
@@ -694,12 +721,25 @@ static void teardown(void)
     D.conf = NULL;
 }
 
+static int run(int check_only);
+
 int cvx_daemon_main(int argc, char **argv)
 {
     int check_only = 0;
     int status = parse_args(argc, argv, &check_only);
     if (status >= 0)
         return status;
+    if (!D.foreground && !check_only && daemonize() != 0) {
+        fprintf(stderr, "callvoxd: cannot detach into the background\n");
+        return 1;
+    }
+    status = run(check_only);
+    report_start(status);
+    return status;
+}
+
+static int run(int check_only)
+{
     signal(SIGPIPE, SIG_IGN);
     cvx_log_bridge_libraries();
     if (cvx_loop_init(&D.loop) != 0) {
@@ -735,10 +775,6 @@ int cvx_daemon_main(int argc, char **argv)
         cvx_loop_close_all(&D.loop);
         return 1;
     }
-    if (!D.foreground && (daemonize() != 0 || uv_loop_fork(&D.loop) != 0)) {
-        fprintf(stderr, "callvoxd: cannot detach into the background\n");
-        return 1;
-    }
     cvx_log_start(D.foreground ? CVX_LOG_TO_STDERR : CVX_LOG_TO_SYSLOG, "callvoxd");
     D.started_ms = uv_now(&D.loop);
     rc = start_handles();
@@ -759,7 +795,7 @@ int cvx_daemon_main(int argc, char **argv)
     }
     cvx_notice("callvoxd %s started: role %s, name %s, pid %ld", CVX_VERSION,
                cvx_daemon_role_name(D.role), D.name, (long)getpid());
-    report_ready();
+    report_start(0);
 
     uv_run(&D.loop, UV_RUN_DEFAULT);
 

@@ -241,6 +241,22 @@ def test_background_mode_with_pid_file():
         wait_for(lambda: not os.path.exists(pid_file), what="pid file removed")
 
 
+def test_background_start_errors_reach_the_terminal():
+    # Without --foreground the starting command still shows why the daemon did not start,
+    # and exits with the daemon's status.
+    with Daemon(NULL_LINES + "[null:more]\nchannels = 0\n") as d:
+        p = subprocess.run([CALLVOXD, "--config", d.conf_path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        out = p.stdout.decode()
+        assert p.returncode == 2, out
+        assert "[null:more] channels: 0 is out of range (1..100000)" in out, out
+    with Daemon(NULL_LINES, general={"run_dir": "/proc/cvx-cannot-create"}) as d:
+        p = subprocess.run([CALLVOXD, "--config", d.conf_path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        assert p.returncode == 1, p.stdout
+        assert b"callvoxd: cannot create /proc/cvx-cannot-create:" in p.stdout, p.stdout
+
+
 def test_fatal_start_problem_is_one_line_not_a_crash():
     with Daemon(NULL_LINES, general={"run_dir": "/proc/cvx-cannot-create"}) as d:
         d.start(wait=False)
@@ -256,4 +272,5 @@ if __name__ == "__main__":
           test_runs_as_unprivileged_user_after_start, test_unknown_user_is_one_clear_line,
           test_broken_modules_are_refused_by_name_and_reason,
           test_required_module_failure_is_fatal, test_background_mode_with_pid_file,
+          test_background_start_errors_reach_the_terminal,
           test_fatal_start_problem_is_one_line_not_a_crash])
