@@ -89,7 +89,10 @@ int cvx__module_open(cvx__module_t *m, const char *path)
     name_from_path(path, m->name, sizeof(m->name));
 
     dlerror();
-    m->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: a module stays mapped after dlclose().  Callbacks a module left behind
+     * (thread-pool work, library threads) and thread-local storage of libraries it pulled in
+     * then never point into unmapped memory, and leak reports keep its symbols. */
+    m->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (m->handle == NULL) {
         const char *e = dlerror();
         return refuse(m, "cannot be opened: %s", e ? e : "unknown error");
