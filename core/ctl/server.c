@@ -827,7 +827,8 @@ static void ctl_stop(void)
     S.logq_open = 0;
     if (S.listening) {
         uv_close((uv_handle_t *)&S.listener, NULL);
-        if (unlink(S.path) != 0)
+        /* libuv unlinks a bound pipe's path when it closes it; ENOENT is that. */
+        if (unlink(S.path) != 0 && errno != ENOENT)
             cvx_notice("control: cannot remove %s: %s", S.path, strerror(errno));
         S.listening = 0;
     }
