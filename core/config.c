@@ -2,7 +2,6 @@
  * INI parsing and table-driven binding of options (see cvx/config.h for the syntax).
  */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -12,6 +11,7 @@
 
 #include "cvx/config.h"
 #include "cvx/error.h"
+#include "internal.h"
 
 #define FIELD(conf, opt, type)  ((type *)((char *)(conf) + (opt)->offset))
 #define CFIELD(conf, opt, type) ((const type *)((const char *)(conf) + (opt)->offset))
@@ -331,11 +331,6 @@ static int read_file(const char *path, char **out, cvx_diag_t *diag)
     return 0;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int cvx_conf_load(cvx_conf_t *conf, const char *path, cvx_diag_t *diag)
 {
     char *text = NULL;
@@ -352,27 +347,10 @@ int cvx_conf_load(cvx_conf_t *conf, const char *path, cvx_diag_t *diag)
         snprintf(dir, sizeof(dir), "%.*s/conf.d", (int)(slash - path), path);
     else
         snprintf(dir, sizeof(dir), "conf.d");
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return rc;
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t l = strlen(de->d_name);
-        if (l < 6 || de->d_name[0] == '.' || strcmp(de->d_name + l - 5, ".conf") != 0)
-            continue;
-        char **nv = realloc(names, (n + 1) * sizeof(*nv));
-        if (nv == NULL)
-            break;
-        names = nv;
-        names[n] = strdup(de->d_name);
-        if (names[n] != NULL)
-            n++;
-    }
-    closedir(d);
-    if (n > 1) /* names is NULL when the directory has none: qsort(NULL) is undefined */
-        qsort(names, n, sizeof(*names), by_name);
+    char **names;
+    size_t n;
+    if (cvx__dir_list(dir, ".conf", &names, &n) != 0)
+        return rc; /* no conf.d: nothing more to read */
     for (size_t i = 0; i < n; i++) {
         char fpath[8192];
         snprintf(fpath, sizeof(fpath), "%s/%s", dir, names[i]);
@@ -384,9 +362,8 @@ int cvx_conf_load(cvx_conf_t *conf, const char *path, cvx_diag_t *diag)
         }
         if (r != 0 && rc == 0)
             rc = r;
-        free(names[i]);
     }
-    free(names);
+    cvx__dir_list_free(names, n);
     return rc;
 }
 

@@ -68,6 +68,11 @@ void cvx__drv_destroy_all(void);
  * returned (the errors are in report). */
 int cvx__drv_reload_all(cvx_conf_t *conf, unsigned *applied, unsigned *restart, cvx_diag_t *report);
 
+/* The names of dir's files ending in suffix (not hidden ones), sorted; free them with
+ * cvx__dir_list_free().  Returns 0 or CVX_E* when dir cannot be read. */
+int cvx__dir_list(const char *dir, const char *suffix, char ***names, size_t *n);
+void cvx__dir_list_free(char **names, size_t n);
+
 /* Sets the prefix of call ids ("<server name>"). */
 void cvx__chan_set_id_prefix(const char *prefix);
 

@@ -1,7 +1,6 @@
 /*
  * The module loader: dlopen, descriptor checks, load(), decline, required modules.
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -165,11 +164,6 @@ void cvx__module_close(cvx__module_t *m)
     m->desc = NULL;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Claims the sections a module that was not loaded would have read. */
 static void claim_sections(cvx_conf_t *conf, const char *kind)
 {
@@ -260,38 +254,18 @@ int cvx__modules_load_dir(const char *dir, cvx_conf_t *conf, cvx_role_t role, uv
                           cvx__module_t **list, cvx_diag_t *diag)
 {
     int rc = 0;
-    DIR *d = opendir(dir);
-    char **names = NULL;
-    size_t n = 0;
-    if (d == NULL) {
+    char **names;
+    size_t n;
+    if (cvx__dir_list(dir, ".so", &names, &n) != 0)
         cvx_warn("module directory %s cannot be read; no modules loaded", dir);
-    } else {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            size_t l = strlen(de->d_name);
-            if (l < 4 || de->d_name[0] == '.' || strcmp(de->d_name + l - 3, ".so") != 0)
-                continue;
-            char **nv = realloc(names, (n + 1) * sizeof(*nv));
-            if (nv == NULL)
-                break;
-            names = nv;
-            names[n] = strdup(de->d_name);
-            if (names[n] != NULL)
-                n++;
-        }
-        closedir(d);
-        if (n > 1) /* names is NULL when the directory has none: qsort(NULL) is undefined */
-            qsort(names, n, sizeof(*names), by_name);
-    }
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         int r = load_one(path, conf, role, loop, list, diag);
         if (r != 0 && rc == 0)
             rc = r;
-        free(names[i]);
     }
-    free(names);
+    cvx__dir_list_free(names, n);
 
     /* [module:NAME] sections that name no file. */
     for (cvx_conf_section_t *s = conf->sections; s != NULL; s = s->next) {
