@@ -31,6 +31,7 @@ typedef struct vm_conf {
     long long max_message_ms;     /* when the mailbox does not say */
     long long min_message_ms;     /* shorter recordings are dropped */
     long long silence_ms;         /* end the recording after this much silence */
+    long long pin_min_length;     /* shortest PIN a subscriber may choose */
     char *timezone;               /* the site's time zone for mailboxes without one */
 } vm_conf_t;
 
@@ -46,6 +47,9 @@ void vm_prompts_unload(void);
 cvx_audio_t *vm_prompt(const char *name);
 /* 1 when every prompt is loaded. */
 int vm_prompts_ready(void);
+
+/* Barge-in by any key (the media core matches barge-in digits one by one). */
+#define VM_ANY_DIGIT "0123456789*#"
 
 /* A list of audio to play in order. */
 #define VM_LIST_MAX 96
@@ -86,6 +90,12 @@ struct vm_call {
     int committing;
     /* subscriber */
     int pin_tries;
+    int own_phone;               /* only the PIN is asked */
+    cvx_media_done_fn collected; /* where the digits collected after a prompt go */
+    const char *said;            /* the prompt that confirms a folder move */
+    int greeting_kind;           /* cvx_greeting_t being recorded */
+    int greeting_open;           /* the stream is a greeting (dropped at hang-up) */
+    char new_pin[CVX_STORE_PIN_MAX + 2];
     cvx_message_t *msgs;
     size_t nmsgs, cur;
     cvx_audio_t *audio; /* a greeting or message fetched from the store */
@@ -117,6 +127,13 @@ uint64_t vm_now_ms(void);
 void vm_deposit_start(vm_call_t *c, const char *mailbox);
 /* The call hung up: commits the message being recorded (or drops one too short). */
 void vm_deposit_hangup(vm_call_t *c);
+/* Mailbox options (vm_options.c), after the prompts in before (may be NULL). */
+void vm_options_start(vm_call_t *c, vm_list_t *before);
+/* 1 when pin is trivial: one digit repeated, or a run up or down (1234, 8765, 8901). */
+int vm_pin_trivial(const char *pin);
+/* Back from the options to the messages (vm_login.c). */
+void vm_messages_again(vm_call_t *c);
+
 /* The subscriber conversation (vm_login.c); mailbox "" asks for it. */
 void vm_login_start(vm_call_t *c, const char *mailbox);
 

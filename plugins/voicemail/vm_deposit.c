@@ -378,6 +378,11 @@ void vm_deposit_hangup(vm_call_t *c)
 {
     if (c->stream == NULL)
         return;
+    if (c->greeting_open) { /* a greeting left unfinished is dropped, the old one stays */
+        cvx_store_stream_abort(c->stream);
+        c->stream = NULL;
+        return;
+    }
     if ((long long)duration_ms(c) < vm_conf.min_message_ms) {
         log_call(c, CVX_LOG_INFO, "depositing", "caller hung up, recording too short: dropped", 0);
         drop(c);
@@ -502,7 +507,7 @@ static void review(vm_call_t *c)
     cvx_media_flush_digits(c->media);
     vm_list_t l = {0};
     vm_add(&l, "review");
-    vm_play(c, &l, "*", review_played);
+    vm_play(c, &l, VM_ANY_DIGIT, review_played);
 }
 
 /* Re-writes the recording under a new id with the current flags (urgent is part of the
@@ -533,7 +538,7 @@ static void review_digit(vm_call_t *c, char d)
             cvx_audio_unref(c->audio);
         c->audio = cvx_audio_from_samples(c->rec, c->rec_n, VM_RATE);
         vm_add_audio(&l, c->audio);
-        vm_play(c, &l, "*", review_played);
+        vm_play(c, &l, VM_ANY_DIGIT, review_played);
         break;
     case '3':
         c->attempts = 0;
@@ -548,7 +553,7 @@ static void review_digit(vm_call_t *c, char d)
             return;
         }
         vm_add(&l, "marked-urgent");
-        vm_play(c, &l, "*", review_played);
+        vm_play(c, &l, VM_ANY_DIGIT, review_played);
         break;
     default:
         vm_add(&l, "invalid");

@@ -55,6 +55,9 @@ static const cvx_option_t vm_options[] = {
      "Shorter recordings are dropped (a caller who hangs up at the beep leaves nothing)."},
     {"silence", CVX_OPT_DURATION, offsetof(vm_conf_t, silence_ms), "5s", 0, 600000, NULL, 0,
      "A recording ends after this much silence; 0: never."},
+    {"pin_min_length", CVX_OPT_INT, offsetof(vm_conf_t, pin_min_length), "4", CVX_STORE_PIN_MIN,
+     CVX_STORE_PIN_MAX, NULL, 0,
+     "Shortest PIN a subscriber may choose by phone (trivial PINs are refused too)."},
     {"timezone", CVX_OPT_STRING, offsetof(vm_conf_t, timezone), "", 0, 0, NULL, 0,
      "The site's time zone (\"Europe/Paris\") for mailboxes without their own; empty: the "
      "server's."},

@@ -12,7 +12,18 @@ what lands in the store (or what the caller hears) is checked by detection, not 
    voice mail system cannot take messages right now" and never "message saved";
  - 50 callers deposit into one mailbox at the same time: all 50 messages land, each with the
    tone sequence;
- - a missing prompt stops the start with a line naming it.
+ - a missing prompt stops the start with a line naming it;
+ - a subscriber calls the pilot from another phone and types mailbox and PIN as RFC 4733
+   digits: the audio captured from RTP holds "you have 1 new message", then the message
+   itself sample for sample, in which the tone sequence is detected;
+ - delete (7) and undelete (8) during the call: the subscriber hears "deleted" and
+   "undeleted", and the store has the message in the deleted folder, then in saved;
+ - a subscriber records a new standard greeting by phone (the tone sequence, sent as RTP by
+   the test): a forwarded caller then hears those tones instead of the system greeting;
+ - a PIN change by phone refuses a trivial PIN and one used before, then takes a new one,
+   which then logs in;
+ - wrong PINs lock the mailbox across calls (the correct PIN is then refused with "locked"),
+   and "mailbox unlock" lets the subscriber in again.
 """
 import os
 import sys
@@ -20,7 +31,8 @@ import tempfile
 
 from cvxtest import BUILD, main, run_callvoxd, wait_for
 from vmtest import (PROMPTS, TONES, VmDaemon, detect_tones, have_all, linear_to_ulaw,
-                    listen_call, prompt_ulaw, read_wav, sipp, write_caller_pcap, write_scenario)
+                    listen_call, prompt_ulaw, read_wav, sipp, subscriber_call, tones_ulaw,
+                    ulaw_to_linear, write_caller_pcap, write_scenario)
 
 GENERATED = os.path.join(BUILD, "share", "callvox", "prompts", "en")
 DIV = "<sip:%s@127.0.0.1>;reason=no-answer"
@@ -151,10 +163,207 @@ def test_missing_prompt_stops_the_start():
                 "(install asterisk-core-sounds-en-wav)") in out, out
 
 
+def heard(*names):
+    """A condition on the audio heard so far: every prompt named was heard (n times for
+    (name, n))."""
+    want = [(prompt_ulaw(n) if n.endswith(".wav") else generated_ulaw(n), k)
+            for n, k in ((x, 1) if isinstance(x, str) else x for x in names)]
+    return lambda audio: all(audio.count(p) >= k for p, k in want)
+
+
+def test_login_hears_the_message():
+    scen, pcap = deposit_scenario()
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+        d.ok("mailbox pin 1000 4826")
+        rc, out = sipp(scen, d.port, "8000", keys={"div": DIV % "1000"})
+        assert rc == 0, out
+        msg = wait_for(lambda: d.messages("1000"), 20, "the message")[0]
+        msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
+        menu_head = generated_ulaw("message-menu")[:16000]  # its first 2 s
+        audio = subscriber_call(d, [
+            (heard("login"), "1000#"),
+            (heard("vm-password.wav"), "4826#"),
+            (lambda a: a.find(msg_ulaw) >= 0 and a.find(menu_head) >= 0, "0"),
+        ])
+        contains_in_order(audio, ("login", generated_ulaw("login")),
+                          ("vm-password", prompt_ulaw("vm-password.wav")),
+                          ("vm-youhave", prompt_ulaw("vm-youhave.wav")),
+                          ("1", prompt_ulaw("digits/1.wav")),
+                          ("vm-INBOX", prompt_ulaw("vm-INBOX.wav")),
+                          ("vm-message", prompt_ulaw("vm-message.wav")),
+                          ("vm-first", prompt_ulaw("vm-first.wav")),
+                          ("vm-received", prompt_ulaw("vm-received.wav")),
+                          ("the message", msg_ulaw),
+                          ("the menu", menu_head),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        # What the caller heard just before the menu, as long as the message: the tones.
+        j = audio.find(menu_head)
+        seg = [ulaw_to_linear(b) for b in audio[j - len(msg_ulaw):j]]
+        assert detect_tones(seg) == list(TONES), detect_tones(seg)
+        d.wait_log(r"mailbox 1000: subscriber logged in")
+        assert d.stop() == 0
+    os.unlink(scen)
+    os.unlink(pcap)
+
+
+def test_delete_and_undelete():
+    scen, pcap = deposit_scenario()
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1003 Dan Example")
+        d.ok("mailbox pin 1003 5071")
+        rc, out = sipp(scen, d.port, "8000", keys={"div": DIV % "1003"})
+        assert rc == 0, out
+        msg = wait_for(lambda: d.messages("1003"), 20, "the message")[0]
+        msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
+
+        def folder_is(name):
+            return lambda audio: d.messages("1003")[0]["folder"] == name
+        audio = subscriber_call(d, [
+            (heard("login"), "1003#"),
+            (heard("vm-password.wav"), "5071#"),
+            (lambda a: a.find(msg_ulaw) >= 0, "7"),
+            (lambda a: heard("vm-deleted.wav")(a) and folder_is("deleted")(a), "8"),
+            (lambda a: heard("vm-undeleted.wav")(a) and folder_is("saved")(a), "0"),
+        ])
+        contains_in_order(audio, ("the message", msg_ulaw),
+                          ("vm-deleted", prompt_ulaw("vm-deleted.wav")),
+                          ("vm-undeleted", prompt_ulaw("vm-undeleted.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        msgs = d.messages("1003")
+        assert [m["folder"] for m in msgs] == ["saved"], msgs
+        assert d.stop() == 0
+    os.unlink(scen)
+    os.unlink(pcap)
+
+
+def beep_after(name):
+    """A condition: the prompt was heard, then the 1 kHz beep after it."""
+    def cond(audio):
+        p = generated_ulaw(name)
+        i = audio.find(p)
+        return i >= 0 and 1000 in detect_tones([ulaw_to_linear(b) for b in audio[i + len(p):]])
+    return cond
+
+
+def test_greeting_change():
+    tones = tones_ulaw()
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1004 Erin Example")
+        d.ok("mailbox pin 1004 5071")
+
+        def speak(pad):
+            """records the tone sequence as the greeting, then #"""
+            pad.send_audio(b"\xff" * 4000 + tones)  # half a second after the beep, then tones
+            pad.press("#")
+        # No messages: the options menu follows; 1 records the standard greeting.
+        audio = subscriber_call(d, [
+            (heard("login"), "1004#"),
+            (heard("vm-password.wav"), "5071#"),
+            (heard("vm-no.wav", "vm-messages.wav"), "1"),
+            (beep_after("record-after-tone"), speak),
+            (heard("vm-saved.wav"), "0"),
+        ])
+        contains_in_order(audio, ("vm-youhave", prompt_ulaw("vm-youhave.wav")),
+                          ("vm-no", prompt_ulaw("vm-no.wav")),
+                          ("record-after-tone", generated_ulaw("record-after-tone")),
+                          ("vm-saved", prompt_ulaw("vm-saved.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        assert d.ok("mailbox show 1004")["greetings"] & 1, d.ok("mailbox show 1004")
+        d.wait_log(r"mailbox 1004: greeting recorded")
+        # A forwarded caller now hears that greeting (the tones, sample for sample), and not
+        # the system greeting.
+        rc, out, heard_audio = listen_call(d, "8000", DIV % "1004")
+        assert rc == 0, out
+        middle = tones[len(tones) // 3:2 * len(tones) // 3]
+        i = heard_audio.find(middle)
+        assert i >= 0, "the caller did not hear the new greeting"
+        start = i - len(tones) // 3
+        seg = [ulaw_to_linear(b) for b in heard_audio[start:start + len(tones)]]
+        assert detect_tones(seg) == list(TONES), detect_tones(seg)
+        assert heard_audio.find(prompt_ulaw("vm-theperson.wav")) < 0, "system greeting played"
+        assert d.stop() == 0
+
+
+def test_pin_change_policy():
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1005 Finn Example")
+        d.ok("mailbox pin 1005 5071")
+        # 7 in the options: 1234 is refused as trivial, 5071 as used before, 3958 is taken.
+        audio = subscriber_call(d, [
+            (heard("login"), "1005#"),
+            (heard("vm-password.wav"), "5071#"),
+            (heard("vm-no.wav", "vm-messages.wav"), "7"),
+            (heard("vm-newpassword.wav"), "1234#"),
+            (heard("pin-trivial", ("vm-newpassword.wav", 2)), "5071#"),
+            (heard("vm-reenterpassword.wav"), "5071#"),
+            (heard("pin-reused", ("vm-newpassword.wav", 3)), "3958#"),
+            (heard(("vm-reenterpassword.wav", 2)), "3958#"),
+            (heard("vm-passchanged.wav"), "0"),
+        ])
+        contains_in_order(audio, ("pin-trivial", generated_ulaw("pin-trivial")),
+                          ("pin-reused", generated_ulaw("pin-reused")),
+                          ("vm-passchanged", prompt_ulaw("vm-passchanged.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        # The new PIN lets the subscriber in.
+        audio = subscriber_call(d, [
+            (heard("login"), "1005#"), (heard("vm-password.wav"), "3958#"),
+            (heard("vm-no.wav", "vm-messages.wav"), "0"),
+        ])
+        contains_in_order(audio, ("vm-youhave", prompt_ulaw("vm-youhave.wav")))
+        assert audio.find(prompt_ulaw("vm-incorrect.wav")) < 0
+        assert d.stop() == 0
+
+
+def test_wrong_pins_lock_across_calls():
+    with VmDaemon(vm_extra="[store]\npin_attempts = 4\n") as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+        d.ok("mailbox pin 1000 4826")
+        # Call 1: three wrong PINs; the call ends after the third.
+        audio = subscriber_call(d, [
+            (heard("login"), "1000#"), (heard("vm-password.wav"), "1111#"),
+            (heard(("login", 2)), "1000#"), (heard(("vm-password.wav", 2)), "2222#"),
+            (heard(("login", 3)), "1000#"), (heard(("vm-password.wav", 3)), "3333#"),
+        ])
+        assert audio.count(prompt_ulaw("vm-incorrect.wav")) == 3
+        assert audio.find(prompt_ulaw("vm-youhave.wav")) < 0
+        # Call 2: a fourth wrong PIN locks the mailbox; then even the right one is refused.
+        audio = subscriber_call(d, [
+            (heard("login"), "1000#"), (heard("vm-password.wav"), "9999#"),
+            (heard(("login", 2)), "1000#"), (heard(("vm-password.wav", 2)), "4826#"),
+        ])
+        contains_in_order(audio, ("vm-incorrect", prompt_ulaw("vm-incorrect.wav")),
+                          ("locked", generated_ulaw("locked")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        assert audio.find(prompt_ulaw("vm-youhave.wav")) < 0
+        # The administrator unlocks it: the right PIN lets the subscriber in.
+        d.ok("mailbox unlock 1000")
+        audio = subscriber_call(d, [
+            (heard("login"), "1000#"), (heard("vm-password.wav"), "4826#"),
+            (heard("vm-no.wav", "vm-messages.wav"), "0"),
+        ])
+        contains_in_order(audio, ("vm-youhave", prompt_ulaw("vm-youhave.wav")),
+                          ("vm-no", prompt_ulaw("vm-no.wav")),
+                          ("vm-messages", prompt_ulaw("vm-messages.wav")))
+        assert d.stop() == 0
+
+
 if __name__ == "__main__":
     if not have_all():
         print("SKIP: needs sip.so, voicemail.so, sipp and %s" % PROMPTS)
         sys.exit(77)
     main([test_deposit_through_diversion, test_mailbox_full, test_unknown_mailbox_not_in_service,
           test_store_unavailable, test_fifty_callers_one_mailbox,
-          test_missing_prompt_stops_the_start])
+          test_missing_prompt_stops_the_start, test_login_hears_the_message,
+          test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
+          test_wrong_pins_lock_across_calls])

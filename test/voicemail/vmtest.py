@@ -12,6 +12,8 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
+import time
 import wave
 
 from cvxtest import BUILD, Daemon, free_port, wait_for
@@ -149,6 +151,14 @@ def detect_tones(samples, freqs=TONES + (1000,), win=400):
 
 # --- what callers send: pcaps for sipp's play_pcap_audio -------------------------------------
 
+def tones_ulaw(tone_ms=400):
+    """The tone sequence as mu-law: each tone then 200 ms of silence."""
+    out = []
+    for f in TONES:
+        out += tone(f, tone_ms) + [0] * (RATE * 200 // 1000)
+    return bytes(linear_to_ulaw(x) for x in out)
+
+
 def write_caller_pcap(path, pre_ms=1000, digits="#", gap_ms=1200, tone_ms=400, tail_ms=600):
     """A pcap of one RTP stream (PCMU, 20 ms): silence, RFC 4733 digits, silence (the greeting
     ends and the beep plays), the tone sequence TONES with 200 ms gaps, silence."""
@@ -265,3 +275,124 @@ def listen_call(d, service, div, calls=1):
     rx.close()
     os.unlink(scen)
     return rc, out, bytes(audio)
+
+
+# --- a subscriber calling in: RTP and RFC 4733 digits sent by the test itself ---------------
+
+class Keypad(threading.Thread):
+    """Sends PCMU silence every 20 ms from sock to the daemon's RTP port, with RFC 4733 digits
+    queued by press(); the daemon latches on this socket, which is also where the caller's
+    SDP points, so everything it says arrives on sock."""
+
+    def __init__(self, sock, port):
+        threading.Thread.__init__(self, daemon=True)
+        self.sock, self.dest = sock, ("127.0.0.1", port)
+        self.queue = []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.seq, self.ts = 5000, 800000
+
+    def press(self, digits):
+        with self.lock:
+            self.queue.extend(digits)
+
+    def send_audio(self, ulaw):
+        """Queues audio (mu-law bytes) to send, in order with the digits."""
+        with self.lock:
+            self.queue.extend(ulaw[i:i + 160] for i in range(0, len(ulaw) - 159, 160))
+
+    def stop(self):
+        self.stopped.set()
+        self.join(5)
+
+    def _send(self, pt, payload, marker=0):
+        self.sock.sendto(struct.pack(">BBHII", 0x80, (marker << 7) | pt, self.seq & 0xFFFF,
+                                     self.ts & 0xFFFFFFFF, 0x5151ABCD) + payload, self.dest)
+        self.seq += 1
+
+    def run(self):
+        nxt = time.monotonic()
+        event = None  # (code, packets sent)
+        silence = bytes([0xFF]) * 160
+        while not self.stopped.is_set():
+            frame = None
+            if event is None:
+                with self.lock:
+                    d = self.queue.pop(0) if self.queue else None
+                if isinstance(d, bytes):
+                    frame = d
+                elif d is not None:
+                    event = ["0123456789*#".index(d), 0]
+            if frame is not None:
+                self._send(0, frame)
+                self.ts += 160
+            elif event is not None:
+                event[1] += 1
+                end = event[1] == 5
+                payload = struct.pack(">BBH", event[0], (0x80 if end else 0) | 10, 160 * event[1])
+                for _ in range(3 if end else 1):
+                    self._send(101, payload, 1 if event[1] == 1 else 0)
+                if end:
+                    self.ts += 160 * 5
+                    event = None
+                    # 100 ms of silence between digits
+                    for _ in range(5):
+                        nxt += 0.02
+                        time.sleep(max(0, nxt - time.monotonic()))
+                        self._send(0, silence)
+                        self.ts += 160
+            else:
+                self._send(0, silence)
+                self.ts += 160
+            nxt += 0.02
+            time.sleep(max(0, nxt - time.monotonic()))
+
+
+def subscriber_call(d, steps, timeout=60):
+    """Calls the pilot directly (no redirection) as a caller that is not a mailbox.  steps is a
+    list of (condition on the audio heard so far, digits to press or a function of the Keypad),
+    taken in order; the call ends when the daemon hangs up.  Returns the mu-law bytes heard."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    scen = write_scenario("uac_listen.xml", PORT=rx.getsockname()[1])
+    p = sipp(scen, d.port, "8000", background=True, timeout=timeout)
+    audio = bytearray()
+    pad = None
+    start = time.monotonic()
+    deadline = start + timeout
+    try:
+        port = wait_for(lambda: (lambda c: int(c[0]["port"]) if c else None)(
+            d.ok("show calls media")["calls"]), 15, "the call's RTP port")
+        pad = Keypad(rx, port)
+        pad.start()
+        rx.settimeout(0.1)
+        steps = list(steps)
+        checked = 0.0
+        while time.monotonic() < deadline:
+            try:
+                data, _src = rx.recvfrom(2048)
+                if len(data) > 12 and data[1] & 0x7F == 0:
+                    audio += data[12:]
+            except socket.timeout:
+                if p.poll() is not None:
+                    break
+            # Check the conditions five times a second (they search everything heard so far).
+            if steps and time.monotonic() - checked > 0.2:
+                checked = time.monotonic()
+                if steps[0][0](bytes(audio)):
+                    action = steps.pop(0)[1]
+                    if callable(action):
+                        print("  %.1fs: %s" % (time.monotonic() - start, action.__doc__))
+                        action(pad)
+                    else:
+                        print("  %.1fs: pressing %s" % (time.monotonic() - start, action))
+                        pad.press(action)
+        assert not steps, "the call ended before every step was taken (%d left)" % len(steps)
+    finally:
+        if pad:
+            pad.stop()
+        rc, out = finish(p)
+        rx.close()
+        os.unlink(scen)
+    assert rc == 0, out
+    return bytes(audio)
