@@ -90,11 +90,13 @@ struct vm_call {
     int committing;
     /* subscriber */
     int pin_tries;
-    int own_phone;               /* only the PIN is asked */
-    cvx_media_done_fn collected; /* where the digits collected after a prompt go */
-    const char *said;            /* the prompt that confirms a folder move */
-    int greeting_kind;           /* cvx_greeting_t being recorded */
-    int greeting_open;           /* the stream is a greeting (dropped at hang-up) */
+    int own_phone;                     /* only the PIN is asked */
+    cvx_media_done_fn collected;       /* where the digits collected after a prompt go */
+    const char *said;                  /* the prompt that confirms a folder move */
+    char fwd_to[CVX_STORE_NUMBER_MAX]; /* forwarding to this mailbox */
+    size_t audio_msg;                  /* the message whose audio is in audio */
+    int greeting_kind;                 /* cvx_greeting_t being recorded */
+    int greeting_open;                 /* the stream is a greeting (dropped at hang-up) */
     char new_pin[CVX_STORE_PIN_MAX + 2];
     cvx_message_t *msgs;
     size_t nmsgs, cur;
@@ -131,6 +133,10 @@ void vm_deposit_hangup(vm_call_t *c);
 void vm_options_start(vm_call_t *c, vm_list_t *before);
 /* 1 when pin is trivial: one digit repeated, or a run up or down (1234, 8765, 8901). */
 int vm_pin_trivial(const char *pin);
+/* Forwarding the current message with an introduction (vm_forward.c). */
+void vm_forward_start(vm_call_t *c);
+/* Plays before (may be NULL), then the message menu (vm_login.c). */
+void vm_back_to_menu(vm_call_t *c, vm_list_t *before);
 /* Back from the options to the messages (vm_login.c). */
 void vm_messages_again(vm_call_t *c);
 

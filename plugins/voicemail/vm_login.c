@@ -14,7 +14,8 @@
  * mailbox's time zone; from which number; how long), its audio, and the menu.
  *
  * Key map (while a message or the menu plays; digits interrupt prompts):
- *   1 replay   2 envelope   3 save   4 previous   6 next   7 delete   8 undelete
+ *   1 replay   2 envelope   3 save   4 previous   5 forward with an introduction
+ *   6 next   7 delete   8 undelete
  *   9 mailbox options (vm_options.c)   0 end
  * With no messages the options menu follows the counts.
  * Deleted messages stay in the deleted folder (undelete works during the call and until
@@ -207,6 +208,7 @@ static void on_own_mailbox(void *arg, int status, const cvx_mailbox_t *mb)
 void vm_login_start(vm_call_t *c, const char *mailbox)
 {
     c->pin_tries = 0;
+    c->audio_msg = (size_t)-1; /* c->audio may hold the greeting: no message heard yet */
     if (mailbox[0] != '\0') {
         /* '*' during this mailbox's greeting: the subscriber's own mailbox. */
         c->own_phone = 1;
@@ -339,9 +341,16 @@ static void menu_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg
 
 static void message_menu(vm_call_t *c)
 {
+    vm_back_to_menu(c, NULL);
+}
+
+void vm_back_to_menu(vm_call_t *c, vm_list_t *before)
+{
     vm_list_t l = {0};
-    vm_add(&l, "message-menu");
-    vm_play(c, &l, VM_ANY_DIGIT, menu_played);
+    if (before == NULL)
+        before = &l;
+    vm_add(before, "message-menu");
+    vm_play(c, before, VM_ANY_DIGIT, menu_played);
 }
 
 static void after_message(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
@@ -373,6 +382,7 @@ static void message_fetched(vm_call_t *c, int status, cvx_audio_t *a)
     if (c->audio)
         cvx_audio_unref(c->audio);
     c->audio = a;
+    c->audio_msg = c->cur;
     vm_add_audio(&l, a);
     vm_play(c, &l, VM_ANY_DIGIT, after_message);
 }
@@ -505,6 +515,9 @@ static void menu_digit(vm_call_t *c, char d)
             c->cur++;
             play_message(c, 0);
         }
+        break;
+    case '5':
+        vm_forward_start(c);
         break;
     case '9':
         vm_options_start(c, NULL);

@@ -16,6 +16,8 @@ what lands in the store (or what the caller hears) is checked by detection, not 
  - a subscriber calls the pilot from another phone and types mailbox and PIN as RFC 4733
    digits: the audio captured from RTP holds "you have 1 new message", then the message
    itself sample for sample, in which the tone sequence is detected;
+ - forward (5) to another mailbox with a recorded introduction: the new message in that
+   mailbox holds the introduction's tone, then the original tone sequence;
  - delete (7) and undelete (8) during the call: the subscriber hears "deleted" and
    "undeleted", and the store has the message in the deleted folder, then in saved;
  - a subscriber records a new standard greeting by phone (the tone sequence, sent as RTP by
@@ -31,7 +33,7 @@ import tempfile
 
 from cvxtest import BUILD, main, run_callvoxd, wait_for
 from vmtest import (PROMPTS, TONES, VmDaemon, detect_tones, have_all, linear_to_ulaw,
-                    listen_call, prompt_ulaw, read_wav, sipp, subscriber_call, tones_ulaw,
+                    listen_call, prompt_ulaw, read_wav, sipp, subscriber_call, tone, tones_ulaw,
                     ulaw_to_linear, write_caller_pcap, write_scenario)
 
 GENERATED = os.path.join(BUILD, "share", "callvox", "prompts", "en")
@@ -209,6 +211,45 @@ def test_login_hears_the_message():
     os.unlink(pcap)
 
 
+def test_forward_with_introduction():
+    scen, pcap = deposit_scenario()
+    intro = bytes(linear_to_ulaw(x) for x in [0] * 4000 + tone(2200, 600) + [0] * 2400)
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1006 Gail Example")
+        d.ok("mailbox pin 1006 5071")
+        d.ok("mailbox add 1007 Hugo Example")
+        rc, out = sipp(scen, d.port, "8000", keys={"div": DIV % "1006"})
+        assert rc == 0, out
+        msg = wait_for(lambda: d.messages("1006"), 20, "the message")[0]
+        msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
+        menu_head = generated_ulaw("message-menu")[:16000]
+
+        def speak(pad):
+            """records a 2200 Hz tone as the introduction, then #"""
+            pad.send_audio(intro)
+            pad.press("#")
+        subscriber_call(d, [
+            (heard("login"), "1006#"),
+            (heard("vm-password.wav"), "5071#"),
+            (lambda a: a.find(msg_ulaw) >= 0 and a.find(menu_head) >= 0, "5"),
+            (heard("fwd-mailbox"), "1007#"),
+            (beep_after("record-intro"), speak),
+            (heard("vm-msgforwarded.wav"), "0"),
+        ])
+        fwd = wait_for(lambda: d.messages("1007"), 10, "the forwarded message")
+        assert len(fwd) == 1 and fwd[0]["from"] == "1006", fwd
+        samples = d.export(fwd[0]["id"])
+        heard_tones = detect_tones(samples, freqs=TONES + (1000, 2200))
+        assert heard_tones == [2200] + list(TONES), heard_tones
+        # The original stays where it was.
+        assert [m["id"] for m in d.messages("1006")] == [msg["id"]]
+        assert d.stop() == 0
+    os.unlink(scen)
+    os.unlink(pcap)
+
+
 def test_delete_and_undelete():
     scen, pcap = deposit_scenario()
     with VmDaemon() as d:
@@ -358,12 +399,15 @@ def test_wrong_pins_lock_across_calls():
         assert d.stop() == 0
 
 
+DEPOSIT = [test_deposit_through_diversion, test_mailbox_full, test_unknown_mailbox_not_in_service,
+           test_store_unavailable, test_fifty_callers_one_mailbox,
+           test_missing_prompt_stops_the_start]
+SUBSCRIBER = [test_login_hears_the_message, test_forward_with_introduction,
+              test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
+              test_wrong_pins_lock_across_calls]
+
 if __name__ == "__main__":
     if not have_all():
         print("SKIP: needs sip.so, voicemail.so, sipp and %s" % PROMPTS)
         sys.exit(77)
-    main([test_deposit_through_diversion, test_mailbox_full, test_unknown_mailbox_not_in_service,
-          test_store_unavailable, test_fifty_callers_one_mailbox,
-          test_missing_prompt_stops_the_start, test_login_hears_the_message,
-          test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
-          test_wrong_pins_lock_across_calls])
+    main(DEPOSIT)
