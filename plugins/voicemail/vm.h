@@ -94,6 +94,7 @@ struct vm_call {
     cvx_media_done_fn collected;       /* where the digits collected after a prompt go */
     const char *said;                  /* the prompt that confirms a folder move */
     char fwd_to[CVX_STORE_NUMBER_MAX]; /* forwarding to this mailbox */
+    size_t play_pos;                   /* sample of the message where the current play started */
     size_t audio_msg;                  /* the message whose audio is in audio */
     int greeting_kind;                 /* cvx_greeting_t being recorded */
     int greeting_open;                 /* the stream is a greeting (dropped at hang-up) */

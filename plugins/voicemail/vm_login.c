@@ -16,6 +16,7 @@
  * Key map (while a message or the menu plays; digits interrupt prompts):
  *   1 replay   2 envelope   3 save   4 previous   5 forward with an introduction
  *   6 next   7 delete   8 undelete
+ * While the message itself plays: * back 5 s, # on 5 s, 2 pause (any key resumes).
  *   9 mailbox options (vm_options.c)   0 end
  * With no messages the options menu follows the counts.
  * Deleted messages stay in the deleted folder (undelete works during the call and until
@@ -368,6 +369,78 @@ static void after_message(cvx_media_t *m, const cvx_media_result_t *res, void *a
     message_menu(c);
 }
 
+static void message_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg);
+
+/* Plays the current message's audio from sample pos on. */
+static void play_from(vm_call_t *c, size_t pos)
+{
+    size_t n = cvx_audio_samples(c->audio);
+    if (pos >= n) {
+        message_menu(c);
+        return;
+    }
+    cvx_audio_t *part = pos == 0 ? cvx_audio_ref(c->audio)
+                                 : cvx_audio_from_samples(cvx_audio_data(c->audio) + pos, n - pos,
+                                                          cvx_audio_rate(c->audio));
+    if (part == NULL) {
+        vm_hangup(c);
+        return;
+    }
+    c->play_pos = pos;
+    vm_list_t l = {0};
+    vm_add_audio(&l, part);
+    vm_play(c, &l, VM_ANY_DIGIT, message_played);
+    cvx_audio_unref(part); /* the media core holds its own reference while it plays */
+}
+
+static void resume(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    cvx_media_flush_digits(c->media);
+    play_from(c, c->play_pos);
+}
+
+/* Keys while the message itself plays: * back 5 s, # on 5 s, 2 pause (any key resumes);
+ * the others act as in the menu. */
+static void message_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    if (res->end != CVX_MEDIA_DIGIT) {
+        message_menu(c);
+        return;
+    }
+    size_t at = c->play_pos + (size_t)res->samples;
+    size_t skip = 5 * 8000;
+    cvx_collect_opts_t co = {0};
+    switch (res->digit) {
+    case '*':
+        cvx_media_flush_digits(c->media);
+        play_from(c, at > skip ? at - skip : 0);
+        break;
+    case '#':
+        cvx_media_flush_digits(c->media);
+        play_from(c, at + skip);
+        break;
+    case '2':
+        cvx_media_flush_digits(c->media);
+        c->play_pos = at;
+        co.max_digits = 1;
+        co.first_timeout_ms = 60000;
+        if (cvx_media_collect(c->media, &co, resume, c) != 0)
+            vm_hangup(c);
+        break;
+    default:
+        after_message(m, res, arg);
+        break;
+    }
+}
+
 static void message_fetched(vm_call_t *c, int status, cvx_audio_t *a)
 {
     vm_list_t l = {0};
@@ -383,8 +456,7 @@ static void message_fetched(vm_call_t *c, int status, cvx_audio_t *a)
         cvx_audio_unref(c->audio);
     c->audio = a;
     c->audio_msg = c->cur;
-    vm_add_audio(&l, a);
-    vm_play(c, &l, VM_ANY_DIGIT, after_message);
+    play_from(c, 0);
 }
 
 static void envelope(vm_call_t *c, vm_list_t *l)

@@ -18,6 +18,7 @@ what lands in the store (or what the caller hears) is checked by detection, not 
    itself sample for sample, in which the tone sequence is detected;
  - forward (5) to another mailbox with a recorded introduction: the new message in that
    mailbox holds the introduction's tone, then the original tone sequence;
+ - '*' during playback goes back 5 s: the message is heard from its start again;
  - delete (7) and undelete (8) during the call: the subscriber hears "deleted" and
    "undeleted", and the store has the message in the deleted folder, then in saved;
  - a subscriber records a new standard greeting by phone (the tone sequence, sent as RTP by
@@ -250,6 +251,37 @@ def test_forward_with_introduction():
     os.unlink(pcap)
 
 
+def test_rewind_during_playback():
+    scen, pcap = deposit_scenario()
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1008 Ines Example")
+        d.ok("mailbox pin 1008 5071")
+        rc, out = sipp(scen, d.port, "8000", keys={"div": DIV % "1008"})
+        assert rc == 0, out
+        msg = wait_for(lambda: d.messages("1008"), 20, "the message")[0]
+        msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
+        head = msg_ulaw[:16000]  # its first 2 s
+        menu_head = generated_ulaw("message-menu")[:16000]
+        # '*' 2 s into the message goes back 5 s: to its start; then it plays to the end.
+        audio = subscriber_call(d, [
+            (heard("login"), "1008#"),
+            (heard("vm-password.wav"), "5071#"),
+            (lambda a: a.find(head) >= 0, "*"),
+            (lambda a: a.find(msg_ulaw) >= 0 and a.find(menu_head) >= 0, "0"),
+        ])
+        first = audio.find(head)
+        again = audio.find(msg_ulaw, first + 1)
+        assert again > first, (first, again)
+        # The first play was cut short: the whole message was heard once, after the rewind.
+        assert audio.count(msg_ulaw) == 1
+        assert audio.find(msg_ulaw) == again
+        assert d.stop() == 0
+    os.unlink(scen)
+    os.unlink(pcap)
+
+
 def test_delete_and_undelete():
     scen, pcap = deposit_scenario()
     with VmDaemon() as d:
@@ -403,6 +435,7 @@ DEPOSIT = [test_deposit_through_diversion, test_mailbox_full, test_unknown_mailb
            test_store_unavailable, test_fifty_callers_one_mailbox,
            test_missing_prompt_stops_the_start]
 SUBSCRIBER = [test_login_hears_the_message, test_forward_with_introduction,
+              test_rewind_during_playback,
               test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
               test_wrong_pins_lock_across_calls]
 
