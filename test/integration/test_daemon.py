@@ -235,10 +235,15 @@ def test_background_mode_with_pid_file():
         pid = int(wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(),
                            what="pid file"))
         assert os.path.exists("/proc/%d" % pid)
-        os.kill(pid, signal.SIGTERM)  # the daemon this test started
-        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
-                 "zombie" in open("/proc/%d/status" % pid).read(), what="daemon exit")
-        wait_for(lambda: not os.path.exists(pid_file), what="pid file removed")
+        try:
+            os.kill(pid, signal.SIGTERM)  # the daemon this test started
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                     "zombie" in open("/proc/%d/status" % pid).read(), what="daemon exit")
+            wait_for(lambda: not os.path.exists(pid_file), what="pid file removed")
+        finally:
+            # Never leave the detached daemon behind, even when the test fails.
+            if os.path.exists("/proc/%d" % pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_background_start_errors_reach_the_terminal():
