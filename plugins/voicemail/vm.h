@@ -119,6 +119,9 @@ int vm_play(vm_call_t *c, vm_list_t *l, const char *barge, cvx_media_done_fn don
 /* Plays then hangs up. */
 void vm_play_and_hangup(vm_call_t *c, vm_list_t *l);
 void vm_hangup(vm_call_t *c);
+/* Waits up to timeout_ms for one key, then calls done; hangs up when the media core cannot
+ * start collecting.  The menus of the conversation all take their choice this way. */
+void vm_collect_key(vm_call_t *c, unsigned timeout_ms, cvx_media_done_fn done);
 
 /* Reads a recording from the store and decodes it; fetched(c, 0, audio) with audio
  * referenced for the callee, or an error.  Not called when the call hangs up meanwhile. */

@@ -333,11 +333,7 @@ static void menu_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg
     vm_call_t *c = arg;
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
-    cvx_collect_opts_t co = {0};
-    co.max_digits = 1;
-    co.first_timeout_ms = 6000;
-    if (cvx_media_collect(c->media, &co, menu_collected, c) != 0)
-        vm_hangup(c);
+    vm_collect_key(c, 6000, menu_collected);
 }
 
 static void message_menu(vm_call_t *c)
@@ -417,7 +413,6 @@ static void message_played(cvx_media_t *m, const cvx_media_result_t *res, void *
     }
     size_t at = c->play_pos + (size_t)res->samples;
     size_t skip = 5 * 8000;
-    cvx_collect_opts_t co = {0};
     switch (res->digit) {
     case '*':
         cvx_media_flush_digits(c->media);
@@ -430,10 +425,7 @@ static void message_played(cvx_media_t *m, const cvx_media_result_t *res, void *
     case '2':
         cvx_media_flush_digits(c->media);
         c->play_pos = at;
-        co.max_digits = 1;
-        co.first_timeout_ms = 60000;
-        if (cvx_media_collect(c->media, &co, resume, c) != 0)
-            vm_hangup(c);
+        vm_collect_key(c, 60000, resume);
         break;
     default:
         after_message(m, res, arg);

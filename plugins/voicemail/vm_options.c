@@ -322,11 +322,7 @@ static void options_played(cvx_media_t *m, const cvx_media_result_t *res, void *
     vm_call_t *c = arg;
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
-    cvx_collect_opts_t co = {0};
-    co.max_digits = 1;
-    co.first_timeout_ms = 6000;
-    if (cvx_media_collect(c->media, &co, options_collected, c) != 0)
-        vm_hangup(c);
+    vm_collect_key(c, 6000, options_collected);
 }
 
 static void options_menu(vm_call_t *c, vm_list_t *before)

@@ -125,6 +125,15 @@ static void hangup_after(cvx_media_t *m, const cvx_media_result_t *res, void *ar
     vm_hangup(arg);
 }
 
+void vm_collect_key(vm_call_t *c, unsigned timeout_ms, cvx_media_done_fn done)
+{
+    cvx_collect_opts_t co = {0};
+    co.max_digits = 1;
+    co.first_timeout_ms = timeout_ms;
+    if (cvx_media_collect(c->media, &co, done, c) != 0)
+        vm_hangup(c);
+}
+
 void vm_play_and_hangup(vm_call_t *c, vm_list_t *l)
 {
     vm_add(l, "tail-silence");
