@@ -184,6 +184,15 @@ void cvx_log_vwrite(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char 
     if (ctx != NULL && ctx->doing != NULL && off < sizeof(buf) - 1)
         snprintf(buf + off, sizeof(buf) - off, ", while %s", ctx->doing);
 
+    /* The entry is made before the lock is taken, so the lock is held once, briefly. */
+    size_t len = strlen(buf);
+    log_entry_t *e = malloc(sizeof(*e) + len + 1);
+    if (e != NULL) {
+        e->next = NULL;
+        e->level = level;
+        memcpy(e->line, buf, len + 1);
+    }
+
     pthread_mutex_lock(&log_mutex);
     if (!running) {
         /* Start-up and shutdown: write directly, in order. */
@@ -191,35 +200,20 @@ void cvx_log_vwrite(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char 
         emit(level, buf);
         if (log_target == CVX_LOG_TO_STDERR)
             fflush(stderr);
-        pthread_mutex_unlock(&log_mutex);
-        return;
-    }
-    if (queue_len >= LOG_QUEUE_MAX) {
+    } else if (e == NULL || queue_len >= LOG_QUEUE_MAX) {
         lines_dropped++;
-        pthread_mutex_unlock(&log_mutex);
-        return;
+    } else {
+        if (queue_tail != NULL)
+            queue_tail->next = e;
+        else
+            queue_head = e;
+        queue_tail = e;
+        queue_len++;
+        e = NULL;
+        pthread_cond_signal(&log_cond);
     }
     pthread_mutex_unlock(&log_mutex);
-
-    size_t len = strlen(buf);
-    log_entry_t *e = malloc(sizeof(*e) + len + 1);
-    if (e == NULL) {
-        __atomic_add_fetch(&lines_dropped, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    e->next = NULL;
-    e->level = level;
-    memcpy(e->line, buf, len + 1);
-
-    pthread_mutex_lock(&log_mutex);
-    if (queue_tail != NULL)
-        queue_tail->next = e;
-    else
-        queue_head = e;
-    queue_tail = e;
-    queue_len++;
-    pthread_cond_signal(&log_cond);
-    pthread_mutex_unlock(&log_mutex);
+    free(e); /* not queued */
 }
 
 void cvx_log_write(cvx_log_level_t level, const cvx_log_ctx_t *ctx, const char *fmt, ...)
