@@ -94,6 +94,11 @@ typedef struct daemon {
     const cvx_daemon_hooks_t *hooks[MAX_HOOKS];
     unsigned nhooks;
     unsigned hooks_started;
+    struct {
+        unsigned roles;
+        int (*fn)(void);
+    } checks[MAX_HOOKS];
+    unsigned nchecks;
 } daemon_t;
 
 static daemon_t D = {.ready_fd = -1};
@@ -167,6 +172,15 @@ int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks)
     if (D.nhooks == MAX_HOOKS)
         return CVX_ELIMIT;
     D.hooks[D.nhooks++] = hooks;
+    return 0;
+}
+
+int cvx_daemon_add_check(unsigned roles, int (*check)(void))
+{
+    if (D.nchecks == MAX_HOOKS)
+        return CVX_ELIMIT;
+    D.checks[D.nchecks].roles = roles;
+    D.checks[D.nchecks++].fn = check;
     return 0;
 }
 
@@ -760,6 +774,16 @@ static int run(int check_only)
         return 2;
     }
     if (check_only) {
+        int bad = 0;
+        for (unsigned i = 0; i < D.nchecks; i++)
+            if (D.checks[i].roles & D.role)
+                bad |= D.checks[i].fn() != 0;
+        if (bad) {
+            fprintf(stderr, "callvoxd: configuration has errors; not starting\n");
+            teardown();
+            cvx_loop_close_all(&D.loop);
+            return 2;
+        }
         printf("callvoxd: configuration OK (%zu file%s, role %s)\n", D.conf->nfiles,
                D.conf->nfiles == 1 ? "" : "s", cvx_daemon_role_name(D.role));
         teardown();
