@@ -21,6 +21,7 @@ typedef struct cvx_general_conf {
     char *data_dir;
     char *pid_file;
     long long drain_timeout_ms;
+    long long lease_timeout_ms;
 } cvx_general_conf_t;
 
 /* Options of [log]. */
