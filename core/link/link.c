@@ -74,8 +74,9 @@ int cvx__link_parse_addr(const char *s, struct sockaddr_storage *out)
         host[end - s - 1] = '\0';
         colon = end + 1;
     } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+        colon = strchr(s, ':');
+        /* An IPv6 address needs its brackets: "::1:5070" is ambiguous. */
+        if (colon == NULL || strchr(colon + 1, ':') != NULL || (size_t)(colon - s) >= sizeof(host))
             return CVX_EINVAL;
         memcpy(host, s, (size_t)(colon - s));
         host[colon - s] = '\0';
