@@ -196,6 +196,11 @@ static int send_frame(Cvxlink__Frame__Type type, uint64_t id, uint32_t method, c
 {
     if (C.tls == NULL)
         return CVX_EUNAVAIL;
+    if (cvx_tls_write_queue(C.tls) > CVX__LINK_QUEUE_MAX) {
+        link_down("the system server does not read (%zu bytes waiting to be sent)",
+                  cvx_tls_write_queue(C.tls));
+        return CVX_EUNAVAIL;
+    }
     return cvx__link_send(C.tls, type, id, method, 0, body, len);
 }
 

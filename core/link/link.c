@@ -136,6 +136,9 @@ static int link_start(uv_loop_t *loop)
         if (rc == 0)
             rc = cvx__link_client_start(loop);
     }
+    if (cvx_daemon_role() != CVX_ROLE_CALL && c->servers.n > 0)
+        cvx_notice("link: [link] servers is ignored in role %s (only call servers connect)",
+                   cvx_daemon_role_name(cvx_daemon_role()));
     return rc;
 }
 

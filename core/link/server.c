@@ -210,6 +210,11 @@ static int send_frame(conn_t *c, Cvxlink__Frame__Type type, uint64_t id, uint32_
 {
     if (c->tls == NULL || c->dead)
         return CVX_EUNAVAIL;
+    if (cvx_tls_write_queue(c->tls) > CVX__LINK_QUEUE_MAX) {
+        conn_refuse(c, "it does not read (%zu bytes waiting to be sent)",
+                    cvx_tls_write_queue(c->tls));
+        return CVX_EUNAVAIL;
+    }
     return cvx__link_send(c->tls, type, id, method, status, body, len);
 }
 
@@ -235,8 +240,10 @@ static cvx_link_peer_t *peer_get(const char *name)
     if (p == NULL)
         return NULL;
     snprintf(p->name, sizeof(p->name), "%s", name);
-    p->next = S.peers;
-    S.peers = p;
+    cvx_link_peer_t **tail = &S.peers;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = p; /* `show callservers` lists them in the order they first came */
     S.npeers++;
     return p;
 }
