@@ -15,6 +15,8 @@
  *   linktest big                an echo of the largest body; checks it came back intact
  *   linktest push <text>        a push to the system server (op 8)
  *   linktest pushes             pushes received (both roles)
+ *   linktest spool <n>          sets the spool depth the status reports carry
+ *   linktest rtt <n> [bytes]    n echo requests one after the other; prints p50/p99/max
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +241,91 @@ static int cmd_push(cvx_cmd_req_t *req)
     return cvx_link_push(CVX_LINK_METHOD(SVC, 8), text, strlen(text));
 }
 
+static int cmd_spool(cvx_cmd_req_t *req)
+{
+    cvx_link_client_set_spool_depth((uint32_t)strtoul(cvx_cmd_arg(req, 0), NULL, 10));
+    return 0;
+}
+
+typedef struct rttrun {
+    cvx_cmd_req_t *req;
+    long n, done;
+    uint64_t sent_ns;
+    uint64_t *us;
+    uint8_t *body;
+    size_t len;
+} rttrun_t;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void rtt_end(rttrun_t *r, int status)
+{
+    if (status != 0) {
+        cvx_cmd_error(r->req, "%s", cvx_strerror(status));
+    } else {
+        qsort(r->us, (size_t)r->n, sizeof(uint64_t), cmp_u64);
+        cvx_cmd_printf(
+            r->req, "%ld round trips of %zu bytes: p50 %llu us, p99 %llu us, max %llu us\n", r->n,
+            r->len, (unsigned long long)r->us[r->n / 2], (unsigned long long)r->us[r->n * 99 / 100],
+            (unsigned long long)r->us[r->n - 1]);
+    }
+    cvx_cmd_finish(r->req, status);
+    free(r->us);
+    free(r->body);
+    free(r);
+}
+
+static void on_rtt_reply(void *arg, int status, const uint8_t *body, size_t len)
+{
+    (void)body;
+    rttrun_t *r = arg;
+    if (status == 0 && len != r->len)
+        status = CVX_ECORRUPT;
+    if (status != 0) {
+        rtt_end(r, status);
+        return;
+    }
+    r->us[r->done++] = (uv_hrtime() - r->sent_ns) / 1000;
+    if (r->done == r->n) {
+        rtt_end(r, 0);
+        return;
+    }
+    r->sent_ns = uv_hrtime();
+    int rc = cvx_link_call(CVX_LINK_METHOD(SVC, 1), r->body, r->len, on_rtt_reply, r);
+    if (rc != 0)
+        rtt_end(r, rc);
+}
+
+static int cmd_rtt(cvx_cmd_req_t *req)
+{
+    long n = strtol(cvx_cmd_arg(req, 0), NULL, 10);
+    const char *b = cvx_cmd_arg(req, 1);
+    long len = b != NULL ? strtol(b, NULL, 10) : 16;
+    if (n <= 0 || n > 1000000 || len < 0 || len > CVX_LINK_BODY_MAX)
+        return CVX_EINVAL;
+    rttrun_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return CVX_ENOMEM;
+    r->req = req;
+    r->n = n;
+    r->len = (size_t)len;
+    r->us = calloc((size_t)n, sizeof(uint64_t));
+    r->body = calloc(1, r->len + 1);
+    r->sent_ns = uv_hrtime();
+    int rc = cvx_link_call(CVX_LINK_METHOD(SVC, 1), r->body, r->len, on_rtt_reply, r);
+    if (rc != 0) {
+        free(r->us);
+        free(r->body);
+        free(r);
+        return rc;
+    }
+    return CVX_CMD_PENDING;
+}
+
 static int cmd_pushes(cvx_cmd_req_t *req)
 {
     cvx_cmd_printf(req, "%s", pushes);
@@ -274,6 +361,20 @@ static const cvx_cmd_t cmds[] = {
      "link test: push",
      "Pushes text to the system server.",
      cmd_push,
+     NULL},
+    {"linktest spool",
+     {{"n", 0, NULL, NULL, "messages"}},
+     CVX_CMD_HIDDEN,
+     "link test: spool depth",
+     "Sets the spool depth reported to the system server.",
+     cmd_spool,
+     NULL},
+    {"linktest rtt",
+     {{"n", 0, NULL, NULL, "how many"}, {"bytes", CVX_CMD_ARG_OPTIONAL, NULL, NULL, "body size"}},
+     CVX_CMD_HIDDEN,
+     "link test: round trips",
+     "Sends n echo requests one after the other and prints the round-trip percentiles.",
+     cmd_rtt,
      NULL},
     {"linktest pushes",
      {{0}},

@@ -147,17 +147,20 @@ def test_show_callservers_lists_both():
         # A call on call1 (null loopback: two legs, the far end answered by echo).
         rc, out, err = x(c1, "call originate null:pbx1 600")
         assert rc == 0, (rc, out, err)
+        # Spool depth, as the spool sets it, on call2.
+        assert x(c2, "linktest spool 3")[0] == 0
 
         def reported():
             cs = callservers(sys)
             ok = (set(cs) == {"call1", "call2"} and cs["call1"]["calls"] == 2
                   and all(c["rtt_ms"] > 0 for c in cs.values()))
+            ok = ok and cs["call2"]["spool"] == 3
             return ok and cs
         cs = wait_for(reported, 10, "both call servers with their status and rtt")
         assert (cs["call1"]["state"], cs["call1"]["ports"], cs["call1"]["drivers"],
                 cs["call1"]["spool"]) == ("up", 8, "null:pbx1", 0), cs
         assert (cs["call2"]["state"], cs["call2"]["ports"], cs["call2"]["drivers"],
-                cs["call2"]["calls"]) == ("up", 16, "null:pbx2", 0), cs
+                cs["call2"]["calls"], cs["call2"]["spool"]) == ("up", 16, "null:pbx2", 0, 3), cs
         assert cs["call1"]["version"] == cs["call2"]["version"] != "", cs
         assert re.match(r"127\.0\.0\.1:\d+$", cs["call1"]["address"]), cs
         assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", cs["call1"]["since"]), cs
