@@ -26,7 +26,6 @@ struct cvx_tls {
     uv_prepare_t flusher; /* sends what cvx_tls_write() encrypted, once per loop iteration */
     int handles;          /* open handles; the stream is freed when the last one closed */
     uv_connect_t connect;
-    uv_shutdown_t shutdown;
     SSL *ssl;
     BIO *rbio; /* socket -> OpenSSL */
     BIO *wbio; /* OpenSSL -> socket */
@@ -452,26 +451,20 @@ size_t cvx_tls_write_queue(const cvx_tls_t *t)
     return t->queued + BIO_ctrl_pending(t->wbio);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    close_now(req->handle->data);
-}
-
 void cvx_tls_close(cvx_tls_t *t)
 {
     if (t == NULL || t->closing)
         return;
     t->closing = 1;
     uv_read_stop((uv_stream_t *)&t->tcp);
-    if (t->open && t->queued < 1024 * 1024) {
-        /* A close_notify, and let queued frames reach the peer before the socket closes. */
+    if (t->open) {
+        /* A close_notify after what was written.  uv_write() writes at once when nothing is
+         * queued, and close(2) still sends what the kernel holds; a peer that does not read
+         * loses the rest, and never keeps the handle open. */
         ERR_clear_error();
         SSL_shutdown(t->ssl);
         ERR_clear_error();
         flush(t);
-        if (uv_shutdown(&t->shutdown, (uv_stream_t *)&t->tcp, on_shutdown) == 0)
-            return;
     }
     close_now(t);
 }

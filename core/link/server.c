@@ -551,15 +551,16 @@ int cvx_link_reply(cvx_link_req_t *req, int status, const void *body, size_t len
     int rc = 0;
     conn_t *c = req->conn;
     if (c != NULL) {
-        rc = send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, status, body, len);
-        if (rc == CVX_ERANGE) /* the caller must still hear of its request */
-            send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, CVX_ERANGE, NULL, 0);
+        /* Unlinked first: sending may drop the connection (a peer that does not read). */
         if (req->next != NULL)
             req->next->prev = req->prev;
         if (req->prev != NULL)
             req->prev->next = req->next;
         else
             c->reqs = req->next;
+        rc = send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, status, body, len);
+        if (rc == CVX_ERANGE) /* the caller must still hear of its request */
+            send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, CVX_ERANGE, NULL, 0);
     }
     free(req);
     return rc == CVX_EUNAVAIL ? 0 : rc;
