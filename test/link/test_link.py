@@ -98,9 +98,13 @@ class Cluster:
                                   "hello_timeout_ms = 1500\n%s" % (self.port, sys_extra))
         self.sys = self.new_sys()
         self.calls = []
+        # call1 lists a system server that is not there first (tried in order, then the next
+        # one); call2 names it by host name (resolved off the loop).
+        dead = free_port(socket.SOCK_STREAM)
+        servers = ["127.0.0.1:%d, 127.0.0.1:%d" % (dead, self.port), "localhost:%d" % self.port]
         for i, name in enumerate(("call1", "call2")):
-            conf = link_conf(CA, name, "servers = 127.0.0.1:%d\nports = %d\nheartbeat_ms = 200\n"
-                             "reconnect_max_ms = 500\n%s" % (self.port, 8 * (i + 1), call_extra))
+            conf = link_conf(CA, name, "servers = %s\nports = %d\nheartbeat_ms = 200\n"
+                             "reconnect_max_ms = 500\n%s" % (servers[i], 8 * (i + 1), call_extra))
             conf += "[null:pbx%d]\nchannels = 4\n[echo]\nnumber = 600\n" % (i + 1)
             self.calls.append(Daemon(conf, role="call", name=name,
                                      general={"module_dir": MODULES}))
@@ -113,8 +117,8 @@ class Cluster:
         self.sys.start()
         for c in self.calls:
             c.start()
-        for c in self.calls:
-            c.wait_log(r"link: up to system server sys1 \(127\.0\.0\.1:%d\)" % self.port)
+        for c, at in zip(self.calls, ("127\\.0\\.0\\.1", "localhost")):
+            c.wait_log(r"link: up to system server sys1 \(%s:%d\)" % (at, self.port))
         return self
 
     def close(self, check=False):
@@ -176,6 +180,10 @@ def test_show_callservers_lists_both():
         assert (link["server"], link["name"], link["state"], link["pending"],
                 link["reconnects"], link["last_error"]) == (
                     "127.0.0.1:%d" % cl.port, "sys1", "up", 0, 0, "-"), link
+        assert x_json(c2, "show link")["result"]["server"] == "localhost:%d" % cl.port
+        # call1 tried the missing server first, said so once, and went on to the next.
+        assert len(re.findall(r"warning: link: cannot reach the system server 127\.0\.0\.1:\d+: "
+                              r"connection refused \(trying again\)", c1.log())) == 1, c1.log()
         assert re.match(r"[0-9a-f]{16}$", link["epoch"]), link
         epoch = re.search(r"link: listening for call servers on \S+ as sys1 \(epoch ([0-9a-f]+)\)",
                           sys.log()).group(1)
@@ -391,7 +399,8 @@ def test_system_server_killed_and_restarted():
         assert (waiting.returncode, err) == (1, "service unavailable\n"), (
             waiting.returncode, err)
         for c in (c1, c2):
-            c.wait_log(r"warning: link: lost the system server sys1 \(127\.0\.0\.1:%d\): " % cl.port)
+            c.wait_log(r"warning: link: lost the system server sys1 \((127\.0\.0\.1|localhost):%d\): "
+                       % cl.port)
             wait_for(lambda: x_json(c, "show link")["result"]["state"] != "up", 5, "link down")
             rc, out, err = x(c, "linktest call 1 anyone")
             assert (rc, err) == (1, "service unavailable\n"), (rc, err)
@@ -421,12 +430,13 @@ def test_configuration_errors():
         d.start(wait=False)
         assert d.proc.wait(20) == 1
         assert re.search(r"error: \[link\] listen needs ca, cert and key", d.log()), d.log()
-    d = Daemon(link_conf(CA, "call1", "servers = sys1.example:5070\n"), role="call",
+    d = Daemon(link_conf(CA, "call1", "servers = 127.0.0.1:5070, sys1.example\n"), role="call",
                general={"module_dir": MODULES})
     with d:
         d.start(wait=False)
         assert d.proc.wait(20) == 1
-        assert "[link] servers: 'sys1.example:5070' is not a numeric host:port" in d.log(), d.log()
+        assert ("error: [link] servers: 'sys1.example' is not host:port (a name, an IPv4 address "
+                "or [an IPv6 address], and a port)") in d.log(), d.log()
     d = Daemon(link_conf(CA, "call1", "servers = 127.0.0.1:1\n").replace("call1.key", "call2.key"),
                role="call", general={"module_dir": MODULES})
     with d:
