@@ -191,6 +191,14 @@ def test_show_callservers_lists_both():
         rc, out, err = x(c1, "show callservers")
         assert rc == 1 and "no link is served here" in err, (rc, err)
 
+        # call2 stops: it stays listed, down, with the time it went.
+        before = cs["call2"]["since"]
+        assert c2.stop() == 0
+        sys.wait_log(r"notice: link: call server call2 \(127\.0\.0\.1:\d+\) down: ")
+        cs = callservers(sys)
+        assert (cs["call2"]["state"], cs["call1"]["state"]) == ("down", "up"), cs
+        assert cs["call2"]["since"] >= before, cs
+
 
 def test_request_reply_order_and_push():
     with Cluster() as cl:
