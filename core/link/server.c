@@ -132,10 +132,33 @@ void cvx_link_server_on_peer(cvx_link_peer_fn fn, void *arg)
     }
 }
 
-static void tell_peer_state(const char *name, int up)
+void cvx_link_server_off_peer(cvx_link_peer_fn fn, void *arg)
 {
     for (unsigned i = 0; i < S.npeer_fns; i++)
-        S.peer_fns[i](S.peer_args[i], name, up);
+        if (S.peer_fns[i] == fn && S.peer_args[i] == arg) {
+            S.npeer_fns--;
+            memmove(&S.peer_fns[i], &S.peer_fns[i + 1], (S.npeer_fns - i) * sizeof(S.peer_fns[0]));
+            memmove(&S.peer_args[i], &S.peer_args[i + 1],
+                    (S.npeer_fns - i) * sizeof(S.peer_args[0]));
+            return;
+        }
+}
+
+uint64_t cvx_link_server_epoch(void)
+{
+    return S.running ? S.epoch : 0;
+}
+
+static void tell_peer_state(const char *name, int up)
+{
+    /* A copy of the list: a callback may remove itself. */
+    cvx_link_peer_fn fns[8];
+    void *args[8];
+    unsigned n = S.npeer_fns;
+    memcpy(fns, S.peer_fns, n * sizeof(fns[0]));
+    memcpy(args, S.peer_args, n * sizeof(args[0]));
+    for (unsigned i = 0; i < n; i++)
+        fns[i](args[i], name, up);
 }
 
 /* --- connections --------------------------------------------------------------------------- */

@@ -198,6 +198,10 @@ def test_show_callservers_lists_both():
         cs = callservers(sys)
         assert (cs["call2"]["state"], cs["call1"]["state"]) == ("down", "up"), cs
         assert cs["call2"]["since"] >= before, cs
+        # What the services above the link were told (each once).
+        assert x(sys, "linktest events")[1] in ("call1 up\ncall2 up\ncall2 down\n",
+                                                "call2 up\ncall1 up\ncall2 down\n")
+        assert x(c1, "linktest events")[1] == "up %s\n" % link["epoch"]
 
 
 def test_request_reply_order_and_push():
@@ -424,6 +428,9 @@ def test_system_server_killed_and_restarted():
             assert x(c, "linktest call 1 back") == (0, "back\n", "")
         epochs = re.findall(r"link: listening for call servers on \S+ as sys1 \(epoch ([0-9a-f]+)\)",
                             cl.sys.log())
+        for c in (c1, c2):
+            assert x(c, "linktest events")[1] == "up {0}\ndown {0}\nup {1}\n".format(
+                epoch1, epochs[1]), x(c, "linktest events")
         assert len(epochs) == 2 and epochs[0] == epoch1 and epochs[1] != epoch1, epochs
         cs = wait_for(lambda: (lambda cs: len(cs) == 2 and all(c["state"] == "up" for c in cs.values())
                                and cs)(callservers(cl.sys)), 5, "both listed again")
