@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from cvxtest import BUILD, Daemon, free_port, main, wait_for
+from cvxtest import BUILD, Daemon, free_port, main, run_callvoxd, wait_for
 
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
 CA_TOOL = os.path.join(BUILD, "bin", "callvox-ca")
@@ -438,6 +438,14 @@ def test_system_server_killed_and_restarted():
 
 
 def test_configuration_errors():
+    # The [link] table checks keys and bounds like every section (--check-config).
+    d = Daemon("[link]\nlisten = 127.0.0.1:5999\nheartbeat_ms = 10\nbogus = 1\n", role="system",
+               general={"module_dir": MODULES})
+    with d:
+        rc, out = run_callvoxd(["--check-config", "--config", d.conf_path])
+        assert rc == 2, (rc, out)
+        assert "%s:9: [link] heartbeat_ms: 10 is out of range (50..600000)" % d.conf_path in out, out
+        assert "%s:10: [link] unknown key 'bogus'" % d.conf_path in out, out
     # listen without certificates: the start stops with one line naming what is missing.
     d = Daemon("[link]\nlisten = 127.0.0.1:%d\n" % free_port(socket.SOCK_STREAM), role="system",
                general={"module_dir": MODULES})
