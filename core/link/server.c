@@ -279,6 +279,11 @@ static void on_hello(conn_t *c, const Cvxlink__Frame *f)
         return;
     }
     const char *cn = cvx_tls_peer_name(c->tls);
+    if (cn[0] == '\0' || strlen(cn) >= sizeof(((cvx_link_peer_t *)0)->name)) {
+        conn_refuse(c, "the certificate's common name is %s", cn[0] == '\0' ? "empty" : "too long");
+        cvxlink__hello__free_unpacked(h, NULL);
+        return;
+    }
     if (strcmp(h->name, cn) != 0) {
         conn_refuse(c, "hello names '%s', the certificate '%s'", h->name, cn);
         cvxlink__hello__free_unpacked(h, NULL);
