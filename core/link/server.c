@@ -18,6 +18,7 @@
 
 #define MAX_HANDLERS 16
 #define MAX_PEERS    1024 /* call servers remembered (up or down) for `show callservers` */
+#define MAX_WAITING  64   /* connections at once that have not finished their hello */
 
 typedef struct conn conn_t;
 
@@ -71,6 +72,7 @@ static struct {
     conn_t *conns;
     cvx_link_peer_t *peers;
     unsigned npeers;
+    uint64_t turned_away, turned_away_logged_ms;
     handler_t methods[MAX_HANDLERS];
     handler_t pushes[MAX_HANDLERS];
     cvx_link_peer_fn peer_fns[8];
@@ -502,6 +504,24 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     snprintf(c->address, sizeof(c->address), "%s", cvx_tls_peer_address(c->tls));
+    /* Connections that have not said hello yet are limited, so that a flood of them cannot
+     * use up descriptors and memory; one line per 10 s says how many were turned away. */
+    unsigned waiting = 0;
+    for (conn_t *o = S.conns; o != NULL; o = o->next)
+        waiting += o->state != CONN_UP;
+    if (waiting >= MAX_WAITING) {
+        uint64_t now = uv_now(S.loop);
+        S.turned_away++;
+        if (now - S.turned_away_logged_ms >= 10000 || S.turned_away_logged_ms == 0) {
+            cvx_warn("link: refused the connection from %s: %u connections are already "
+                     "waiting for their handshake or hello (%llu turned away so far)",
+                     c->address, waiting, (unsigned long long)S.turned_away);
+            S.turned_away_logged_ms = now;
+        }
+        cvx_tls_close(c->tls);
+        free(c);
+        return;
+    }
     c->created_ms = c->last_rx_ms = uv_now(S.loop);
     c->next = S.conns;
     if (S.conns != NULL)

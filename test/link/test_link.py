@@ -396,6 +396,18 @@ def test_bad_peers_are_refused_and_do_not_disturb():
             assert x(c, "linktest call 1 still fine") == (0, "still fine\n", "")
             assert x_json(c, "show link")["result"]["reconnects"] == 0
 
+        # A flood of connections that never say anything: 64 may wait at once, the next are
+        # turned away (one line), and the call servers go on working meanwhile.
+        flood = [socket.create_connection(("127.0.0.1", cl.port)) for _ in range(70)]
+        sys.wait_log(r"warning: link: refused the connection from 127\.0\.0\.1:\d+: 64 "
+                     r"connections are already waiting for their handshake or hello \(1 turned "
+                     r"away so far\)")
+        assert x(c1, "linktest call 1 during the flood") == (0, "during the flood\n", "")
+        for f in flood:
+            f.close()
+        assert len(re.findall(r"turned away so far", sys.log())) == 1, sys.log()
+        assert all(c["state"] == "up" for c in callservers(sys).values())
+
 
 def test_system_server_killed_and_restarted():
     with Cluster() as cl:
