@@ -3,6 +3,7 @@
 
 #include "cvx/daemon.h"
 #include "cvx/license.h"
+#include "cvx/link.h"
 #include "ctl/ctl.h"
 #include "cvx/store.h"
 #include "media/media_impl.h"
@@ -28,6 +29,11 @@ int main(int argc, char **argv)
     /* The message store (roles system and all): its [store] section, hooks and commands. */
     if (cvx_store_register() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the message store\n");
+        return 1;
+    }
+    /* The call-server <-> system-server link: its [link] section, hooks and commands. */
+    if (cvx_link_register() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the link\n");
         return 1;
     }
     return cvx_daemon_main(argc, argv);

@@ -21,8 +21,15 @@
  *   ca, cert, key                   PEM files: the cluster CA, this server's certificate/key
  *   name                            this server's name in `show callservers` (default: the
  *                                   daemon's name, [general] name)
+ *   ports                           call: the ports this call server declares
  *   heartbeat_ms, timeout_ms        ping interval and dead-peer time
+ *   hello_timeout_ms                time a new connection has for TLS and its hello
  *   request_timeout_ms              a call with no reply by then completes with CVX_ETIMEOUT
+ *   reconnect_min_ms, reconnect_max_ms   call: back-off between connection attempts
+ * (the *_ms keys are plain integers in milliseconds)
+ *
+ * Identity: a peer is known by its certificate's common name; the name in its hello must be
+ * the same, or it is refused.
  */
 #ifndef CVX_LINK_H
 #define CVX_LINK_H
@@ -56,6 +63,8 @@ typedef struct cvx_link_peer cvx_link_peer_t; /* a connected call server */
  */
 typedef void (*cvx_link_method_fn)(void *arg, cvx_link_req_t *req, uint32_t method,
                                    const uint8_t *body, size_t len);
+/* Returns 0, CVX_EEXIST (the service has a handler) or CVX_ELIMIT; fn NULL removes the
+ * service's handler (a module's unload()).  May be called before the link starts. */
 int cvx_link_serve(uint16_t service, cvx_link_method_fn fn, void *arg);
 /* status: 0 or CVX_E* (sent as is); body may be NULL with len 0. */
 int cvx_link_reply(cvx_link_req_t *req, int status, const void *body, size_t len);
@@ -67,13 +76,19 @@ const char *cvx_link_req_peer(const cvx_link_req_t *req);
 int cvx_link_push_to(const char *name, uint32_t method, const void *body, size_t len);
 
 /* Pushes received from call servers (MWI results) go to a handler per service. */
-typedef void (*cvx_link_push_fn)(void *arg, const char *peer, uint32_t method,
-                                 const uint8_t *body, size_t len);
+typedef void (*cvx_link_push_fn)(void *arg, const char *peer, uint32_t method, const uint8_t *body,
+                                 size_t len);
 int cvx_link_server_on_push(uint16_t service, cvx_link_push_fn fn, void *arg);
 
 /* Called when a call server connects (up = 1, after its hello) or goes (up = 0). */
 typedef void (*cvx_link_peer_fn)(void *arg, const char *peer, int up);
 void cvx_link_server_on_peer(cvx_link_peer_fn fn, void *arg);
+/* Removes that callback (a module's unload()); registering the same pair twice is a no-op. */
+void cvx_link_server_off_peer(cvx_link_peer_fn fn, void *arg);
+
+/* This system server's epoch (random per run, as sent in the hello-ack); 0 when no link is
+ * served. */
+uint64_t cvx_link_server_epoch(void);
 
 /* What `show callservers` lists, one per call server known since start. */
 typedef struct cvx_link_peer_info {
@@ -101,8 +116,7 @@ int cvx_link_up(void);
  * reply body, with CVX_EUNAVAIL when the link goes down first, or CVX_ETIMEOUT.
  */
 typedef void (*cvx_link_reply_fn)(void *arg, int status, const uint8_t *body, size_t len);
-int cvx_link_call(uint32_t method, const void *body, size_t len, cvx_link_reply_fn cb,
-                  void *arg);
+int cvx_link_call(uint32_t method, const void *body, size_t len, cvx_link_reply_fn cb, void *arg);
 /* Sends a push to the system server (no reply). */
 int cvx_link_push(uint32_t method, const void *body, size_t len);
 
@@ -115,8 +129,13 @@ int cvx_link_client_on_push(uint16_t service, cvx_link_client_push_fn fn, void *
  * system server's run, so caches can tell a restart or a failover) and when it goes down. */
 typedef void (*cvx_link_state_fn)(void *arg, int up, uint64_t server_epoch);
 void cvx_link_client_on_state(cvx_link_state_fn fn, void *arg);
+/* Removes that callback; registering the same pair twice is a no-op. */
+void cvx_link_client_off_state(cvx_link_state_fn fn, void *arg);
 
 /* Figures the call server reports in its periodic status frame. */
 void cvx_link_client_set_spool_depth(uint32_t n);
+
+/* Registers the [link] section, its start/stop hooks and its commands (core/main.c). */
+int cvx_link_register(void);
 
 #endif
