@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cvx/daemon.h"
+#include "cvx/lease.h"
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "ctl/ctl.h"
@@ -51,6 +52,10 @@ static const cvx_option_t general_options[] = {
      600000, NULL, 0,
      "On shutdown, how long drivers have to end calls in progress cleanly before the daemon "
      "exits anyway."},
+    {"lease_timeout", CVX_OPT_DURATION, offsetof(cvx_general_conf_t, lease_timeout_ms), "15s", 300,
+     3600000, NULL, 0,
+     "The data directory's lease: a holder whose heartbeat is older than this is gone, and "
+     "another callvoxd may take the directory over (renewed every third of it)."},
     CVX_OPTIONS_END,
 };
 
@@ -94,6 +99,15 @@ typedef struct daemon {
     const cvx_daemon_hooks_t *hooks[MAX_HOOKS];
     unsigned nhooks;
     unsigned hooks_started;
+    struct {
+        unsigned roles;
+        int (*fn)(void);
+    } checks[MAX_HOOKS];
+    unsigned nchecks;
+    int force_takeover; /* --force-takeover */
+    cvx_lease_t *lease; /* of data_dir */
+    int exit_status;
+    char lease_note[640]; /* a takeover to log once the log runs */
 } daemon_t;
 
 static daemon_t D = {.ready_fd = -1};
@@ -167,6 +181,15 @@ int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks)
     if (D.nhooks == MAX_HOOKS)
         return CVX_ELIMIT;
     D.hooks[D.nhooks++] = hooks;
+    return 0;
+}
+
+int cvx_daemon_add_check(unsigned roles, int (*check)(void))
+{
+    if (D.nchecks == MAX_HOOKS)
+        return CVX_ELIMIT;
+    D.checks[D.nchecks].roles = roles;
+    D.checks[D.nchecks++].fn = check;
     return 0;
 }
 
@@ -494,6 +517,8 @@ static void usage(FILE *f)
             "  -r, --role ROLE     call, system or all (overrides [general] role)\n"
             "  -f, --foreground    stay in the foreground and log to stderr\n"
             "  -t, --check-config  check the configuration and exit\n"
+            "      --force-takeover  take the data directory's lease from a holder that\n"
+            "                      looks alive (only after fencing its host: README)\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n",
             CVX_DEFAULT_CONFIG);
@@ -502,13 +527,11 @@ static void usage(FILE *f)
 /* Parses the command line; returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, int *check_only)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"role", required_argument, NULL, 'r'},
-                                             {"foreground", no_argument, NULL, 'f'},
-                                             {"check-config", no_argument, NULL, 't'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},   {"role", required_argument, NULL, 'r'},
+        {"foreground", no_argument, NULL, 'f'},     {"check-config", no_argument, NULL, 't'},
+        {"force-takeover", no_argument, NULL, 'F'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int c;
     D.config_path = CVX_DEFAULT_CONFIG;
     while ((c = getopt_long(argc, argv, "c:r:ftVh", longopts, NULL)) != -1) {
@@ -534,6 +557,9 @@ static int parse_args(int argc, char **argv, int *check_only)
             break;
         case 't':
             *check_only = 1;
+            break;
+        case 'F':
+            D.force_takeover = 1;
             break;
         case 'V':
             printf("callvoxd %s\n", CVX_VERSION);
@@ -723,6 +749,41 @@ static void teardown(void)
 
 static int run(int check_only);
 
+/* --- the data directory's lease -------------------------------------------------------------- */
+
+/* Creates data_dir if needed and takes its lease (cvx/lease.h).  Before the log starts: the
+ * refusal goes to stderr, a takeover notice is kept for the log. */
+static int take_lease(struct passwd *pw, int switch_user)
+{
+    const char *dir = D.general.data_dir;
+    int rc =
+        prepare_dir(dir, switch_user ? pw->pw_uid : 0, switch_user ? pw->pw_gid : 0, switch_user);
+    if (rc != 0)
+        return rc;
+    rc = cvx_lease_acquire(dir, (uint64_t)D.general.lease_timeout_ms, D.force_takeover, &D.lease,
+                           D.lease_note, sizeof(D.lease_note));
+    if (rc != 0) {
+        fprintf(stderr, "callvoxd: %s\n", D.lease_note);
+        return rc;
+    }
+    if (switch_user) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/callvox.lease", dir);
+        if (chown(path, pw->pw_uid, pw->pw_gid) != 0)
+            fprintf(stderr, "callvoxd: cannot give %s to the daemon's user: %s\n", path,
+                    strerror(errno));
+    }
+    return 0;
+}
+
+static void on_lease_lost(void *arg, const char *why)
+{
+    (void)arg;
+    cvx_error("%s: stopping now", why);
+    D.exit_status = 1;
+    cvx_daemon_shutdown(0);
+}
+
 int cvx_daemon_main(int argc, char **argv)
 {
     int check_only = 0;
@@ -760,6 +821,16 @@ static int run(int check_only)
         return 2;
     }
     if (check_only) {
+        int bad = 0;
+        for (unsigned i = 0; i < D.nchecks; i++)
+            if (D.checks[i].roles & D.role)
+                bad |= D.checks[i].fn() != 0;
+        if (bad) {
+            fprintf(stderr, "callvoxd: configuration has errors; not starting\n");
+            teardown();
+            cvx_loop_close_all(&D.loop);
+            return 2;
+        }
         printf("callvoxd: configuration OK (%zu file%s, role %s)\n", D.conf->nfiles,
                D.conf->nfiles == 1 ? "" : "s", cvx_daemon_role_name(D.role));
         teardown();
@@ -775,9 +846,19 @@ static int run(int check_only)
         cvx_loop_close_all(&D.loop);
         return 1;
     }
+    rc = take_lease(&pw, switch_user);
+    if (rc != 0) {
+        teardown();
+        cvx_loop_close_all(&D.loop);
+        return 1;
+    }
     cvx_log_start(D.foreground ? CVX_LOG_TO_STDERR : CVX_LOG_TO_SYSLOG, "callvoxd");
+    if (D.lease_note[0] != '\0')
+        cvx_warn("%s", D.lease_note);
     D.started_ms = uv_now(&D.loop);
     rc = start_handles();
+    if (rc == 0)
+        rc = cvx_lease_start(D.lease, &D.loop, on_lease_lost, NULL);
     if (rc == 0)
         rc = start_privileged(&pw, switch_user);
     if (rc == 0 && switch_user)
@@ -788,6 +869,8 @@ static int run(int check_only)
         cvx_error("start-up failed: %s", cvx_strerror(rc));
         cvx_daemon_shutdown(0);
         uv_run(&D.loop, UV_RUN_DEFAULT);
+        cvx_lease_release(D.lease);
+        D.lease = NULL;
         teardown();
         cvx_loop_close_all(&D.loop);
         cvx_log_stop();
@@ -802,8 +885,10 @@ static int run(int check_only)
     if (D.general.pid_file != NULL && D.general.pid_file[0] != '\0')
         unlink(D.general.pid_file);
     cvx_notice("callvoxd stopped");
+    cvx_lease_release(D.lease);
+    D.lease = NULL;
     teardown();
     cvx_loop_close_all(&D.loop);
     cvx_log_stop();
-    return 0;
+    return D.exit_status;
 }

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 
-from cvxtest import BUILD, Daemon, free_port, main, wait_for
+from cvxtest import BUILD, CALLVOXD, Daemon, free_port, main, wait_for
 
 TOOL = os.path.join(BUILD, "bin", "callvox-license")
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
@@ -101,6 +101,14 @@ def refused_at_start(lic, expected_line):
             assert re.search(r"^callvoxd: cannot start licence: (permission denied|input/output "
                              r"error)$", log, re.M), log
             assert "started" not in log
+            # --check-config finds the same problem without starting anything.
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            err = c.stderr.decode()
+            assert c.returncode == 2, "check-config exit %d\n%s" % (c.returncode, err)
+            assert expected_line in err and err.endswith(
+                "callvoxd: configuration has errors; not starting\n"), err
+            assert "configuration OK" not in c.stdout.decode()
         finally:
             d.close()
 
@@ -149,7 +157,11 @@ def test_demo_mode_without_licence():
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
         d = Daemon(general={"module_dir": module_dir(t, ["fax"])}, workdir=t)
         try:
-            d.start()
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert c.returncode == 0 and c.stdout.decode().startswith(
+                "callvoxd: licence: none, demo mode (8 ports, 10 mailboxes)\n"), c
+            d.start(extra_env=NO_DEMO_PORTS_HOOK)
             d.wait_log(r"licence: no licence file \(\[license\] file\): demo mode, 8 ports, "
                        r"10 mailboxes")
             s = show_license(d)
@@ -239,6 +251,11 @@ def test_dongle_present_then_removed_after_boot():
         sim = sim_file(t, "secret " + DONGLE_SECRET)
         d, env = licensed_daemon(t, lic, modules=("license_usb", "fax", "attendant"), sim=sim)
         try:
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert c.returncode == 0 and c.stdout.decode().startswith(
+                "callvoxd: licence T-0001 for Test Customer: 2 ports, 3 mailboxes, expires never; "
+                "proof by usb at start\n"), c
             d.start(extra_env=env)
             d.wait_log(r"licence T-0001 for Test Customer: key hash %s\.\.\. proven by usb; "
                        r"2 ports, 3 mailboxes" % key_hash(DONGLE_SECRET)[:16])
@@ -578,6 +595,50 @@ def sipp_finish(p, what):
                                                       out.decode()[-3000:], errs)
 
 
+# ctest runs every test with CVX_LICENSE_TEST_DEMO_PORTS set high (the harnesses run many calls
+# without a licence); an empty value gives demo mode its real 8 ports back.
+NO_DEMO_PORTS_HOOK = {"CVX_LICENSE_TEST_DEMO_PORTS": ""}
+
+
+def hang_up_all(d):
+    for i in re.findall(r"^(\S+-\d+)\s", x(d, "show calls")[1], re.M):
+        assert x(d, "call hangup %s" % i)[0] == 0
+
+
+def test_demo_mode_refuses_the_ninth_call_with_503():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        port = free_port()
+        d = Daemon(conf="[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n"
+                   "[echo]\nnumber = 100\n" % port,
+                   general={"module_dir": module_dir(t, ["sip", "echo"])}, workdir=t)
+        held = []
+        try:
+            d.start(extra_env=NO_DEMO_PORTS_HOOK)
+            held = [sipp_bg("uac_hold_until_bye.xml", port) for _ in range(8)]
+            wait_for(lambda: show_license(d)["ports_in_use"] == "8", 30, "eight calls up")
+            s = show_license(d)
+            assert s["state"] == "demo" and s["ports"] == "8" and s["ports_enforced"] == "yes", s
+            sipp_finish(sipp_bg("uac_503_retry_after.xml", port), "ninth call")
+            d.wait_log(r"every licensed port is in use; refusing a call \(503, Retry-After 30\)")
+            s = show_license(d)
+            assert s["calls_refused"] == "1" and s["ports_in_use"] == "8", s
+            hang_up_all(d)
+            for p in held:
+                sipp_finish(p, "held call")
+            held = []
+            wait_for(lambda: show_license(d)["ports_in_use"] == "0", 20, "ports released")
+            assert d.stop() == 0
+        finally:
+            for p in held:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            d.close()
+
+
 def test_licensed_ports_refuse_extra_calls_with_503():
     if SIPP is None:
         print("sipp is not installed: skipped")
@@ -631,7 +692,8 @@ def test_licensed_ports_refuse_extra_calls_with_503():
 
 if __name__ == "__main__":
     main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
-          test_demo_mode_without_licence, test_tampered_licence_refused, test_wrong_key_refused,
+          test_demo_mode_without_licence, test_demo_mode_refuses_the_ninth_call_with_503,
+          test_tampered_licence_refused, test_wrong_key_refused,
           test_expired_licence_refused, test_missing_licence_file_refused,
           test_licence_without_provider_refused, test_dongle_present_then_removed_after_boot,
           test_dongle_absent, test_dongle_wrong_secret, test_dongle_timeout,

@@ -21,6 +21,7 @@ typedef struct cvx_general_conf {
     char *data_dir;
     char *pid_file;
     long long drain_timeout_ms;
+    long long lease_timeout_ms;
 } cvx_general_conf_t;
 
 /* Options of [log]. */
@@ -85,6 +86,12 @@ typedef struct cvx_daemon_hooks {
     void (*reloaded)(void);        /* after a successful reload */
 } cvx_daemon_hooks_t;
 int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks);
+
+/* A check for --check-config, in processes of the roles given: it checks what a subsystem
+ * reads at start besides the INI files (the licence file), prints one line of its finding to
+ * stdout or of the problem to stderr, and returns 0 or CVX_E*.  It may block: it runs
+ * before the loop does. */
+int cvx_daemon_add_check(unsigned roles, int (*check)(void));
 
 /* The process's entry point (callvoxd's main). */
 int cvx_daemon_main(int argc, char **argv);
