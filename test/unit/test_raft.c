@@ -232,7 +232,7 @@ static int setup_cluster(void **state, int tls, const char *third_cert)
     if (third_cert != NULL)
         c->nodes[2].cert = third_cert;
     if (tls) {
-        char cmd[512];
+        char cmd[1024];
         snprintf(cmd, sizeof(cmd),
                  "%s init %s/pki >/dev/null && %s issue %s/pki sys-1 >/dev/null && %s issue "
                  "%s/pki sys-2 >/dev/null && %s issue %s/pki sys-3 >/dev/null && %s issue "
