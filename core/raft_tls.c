@@ -52,6 +52,7 @@ struct transport {
     void *check_arg;
     raft_id id;
     char address[128];
+    char listen_address[128]; /* where to bind, when not the advertised address */
     uv_tcp_t listener;
     int listening;
     raft_uv_accept_cb accept_cb;
@@ -356,8 +357,9 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
     transport_t *tr = t->impl;
     struct sockaddr_storage ss;
-    if (parse_address(tr->address, &ss) != 0) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "bad address %s", tr->address);
+    const char *bind_to = tr->listen_address[0] != '\0' ? tr->listen_address : tr->address;
+    if (parse_address(bind_to, &ss) != 0) {
+        snprintf(t->errmsg, sizeof(t->errmsg), "bad address %s", bind_to);
         return RAFT_INVALID;
     }
     tr->accept_cb = cb;
@@ -368,8 +370,7 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&tr->listener, 64, on_connection);
     if (rc != 0) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "cannot listen on %s: %s", tr->address,
-                 uv_strerror(rc));
+        snprintf(t->errmsg, sizeof(t->errmsg), "cannot listen on %s: %s", bind_to, uv_strerror(rc));
         return RAFT_IOERR;
     }
     return 0;
@@ -449,6 +450,12 @@ int cvx_raft_tls_init(struct raft_uv_transport *t, uv_loop_t *loop, struct cvx_t
     t->connect = tr_connect;
     t->close = tr_close;
     return 0;
+}
+
+void cvx_raft_tls_set_listen(struct raft_uv_transport *t, const char *address)
+{
+    transport_t *tr = t->impl;
+    snprintf(tr->listen_address, sizeof(tr->listen_address), "%s", address ? address : "");
 }
 
 void cvx_raft_tls_free(struct raft_uv_transport *t)

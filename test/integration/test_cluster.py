@@ -7,11 +7,13 @@ with a clear line.  (What the log replicates is the store's state machine: issue
 
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import time
 
 from cvxtest import BUILD, SRC, Daemon, free_port, main, wait_for
+from tcpproxy import TcpProxy
 
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
 CA_TOOL = os.path.join(SRC, "tools", "ca", "callvox-ca")
@@ -45,11 +47,16 @@ def pki(t, names):
 
 
 class Cluster:
-    def __init__(self, t, members, cert_of=None, election=None):
-        """members: [(name, role)]; cert_of: {name: certificate name to use instead}."""
+    def __init__(self, t, members, cert_of=None, election=None, preset=None, delay_ms=None):
+        """members: [(name, role)]; cert_of: {name: certificate name to use instead};
+        delay_ms: every member is reached through a TcpProxy adding that one-way delay."""
         self.t = t
         self.pki = pki(t, [n for n, _ in members])
-        self.ports = {n: free_port(kind=__import__("socket").SOCK_STREAM) for n, _ in members}
+        self.ports = {n: free_port(kind=socket.SOCK_STREAM) for n, _ in members}
+        self.proxies = {}
+        if delay_ms is not None:
+            for n, _ in members:
+                self.proxies[n] = TcpProxy(("127.0.0.1", self.ports[n]), delay_ms=delay_ms)
         self.members = members
         self.daemons = {}
         for i, (name, role) in enumerate(members):
@@ -58,9 +65,14 @@ class Cluster:
                     % (self.pki, self.pki, cert, self.pki, cert))
             if election and name in election:
                 conf += "election_timeout = %s\n" % election[name]
+            if preset:
+                conf += "preset = %s\n" % preset
+            if self.proxies:
+                conf += "listen = 127.0.0.1:%d\n" % self.ports[name]
             for j, (n2, r2) in enumerate(members):
+                port = self.proxies[n2].port if self.proxies else self.ports[n2]
                 conf += ("[member:%s]\nid = %d\nraft = 127.0.0.1:%d\nrole = %s\n"
-                         % (n2, j + 1, self.ports[n2], "witness" if r2 == "witness" else "data"))
+                         % (n2, j + 1, port, "witness" if r2 == "witness" else "data"))
             wd = os.path.join(t, name)
             os.makedirs(wd, exist_ok=True)
             self.daemons[name] = Daemon(conf=conf, role=role, name=name, workdir=wd)
@@ -81,13 +93,28 @@ class Cluster:
         actives = {v["active"] for v in views}
         return actives.pop() if len(actives) == 1 and "none" not in actives else None
 
+    def restart(self, name):
+        """Starts a member again (after a kill) and waits for this run's 'started' line."""
+        d = self.daemons[name]
+        runs = len(re.findall(r"callvoxd \S+ started", d.log()))
+        d.start(wait=False)
+        d.wait_log(r"callvoxd \S+ started", timeout=20, count=runs + 1)
+
+    def leader_changes(self, name):
+        rc, out, _ = x(self.daemons[name], "show cluster")
+        return int(re.search(r"^leader_changes\s+(\d+)$", out, re.M).group(1)) if rc == 0 else None
+
     def close(self):
-        for d in self.daemons.values():
-            try:
-                if d.proc and d.proc.poll() is None:
-                    assert d.stop() == 0, d.log()[-3000:]
-            finally:
-                d.close()
+        try:
+            for d in self.daemons.values():
+                try:
+                    if d.proc and d.proc.poll() is None:
+                        assert d.stop() == 0, d.log()[-3000:]
+                finally:
+                    d.close()
+        finally:
+            for p in self.proxies.values():
+                p.close()
 
 
 def test_three_data_servers_elect_replace_and_hand_over():
@@ -119,7 +146,7 @@ def test_three_data_servers_elect_replace_and_hand_over():
             assert v["members"][old] == "unreachable", v["text"]
 
             # The killed server comes back as a passive of the new active one.
-            c.daemons[old].start()
+            c.restart(old)
             wait_for(lambda: cluster_view(c.daemons[active])["members"][old] == "passive", 20,
                      "the restarted server in contact")
             assert c.agreed_active() in (active, None)
@@ -175,6 +202,37 @@ def test_member_with_another_members_certificate_is_kept_out():
             c.close()
 
 
+def test_geo_preset_through_120ms_one_way():
+    """Sites 120 ms apart one way (through the test proxy): the geo preset keeps one leader
+    while nothing fails, and a new one is elected after kill -9 of the active server."""
+    with tempfile.TemporaryDirectory(prefix="cvx-cluster-") as t:
+        c = Cluster(t, [("sys-1", "system"), ("sys-2", "system"), ("sys-3", "system")],
+                    preset="geo", delay_ms=120)
+        try:
+            c.start()
+            active = wait_for(c.agreed_active, 30, "one active system server")
+            d = c.daemons[active]
+            d.wait_log(r"cluster: member %s \(id \d, data\) of 3, Raft on 127\.0\.0\.1:\d+, geo "
+                       r"preset \(election 1500 ms, heartbeat 250 ms\)" % active)
+            changes = c.leader_changes(active)
+            # Stable: heartbeats every 250 ms over a 240 ms round trip start no election.
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                assert c.agreed_active() in (active, None)
+                time.sleep(0.5)
+            assert c.leader_changes(active) == changes
+            assert c.agreed_active() == active
+            old = active
+            c.daemons[old].kill()
+            t0 = time.monotonic()
+            active = wait_for(lambda: (lambda a: a if a and a != old else None)(c.agreed_active()),
+                              30, "a new active system server")
+            print("    failover after kill -9: %.2f s (geo preset, 120 ms one way)"
+                  % (time.monotonic() - t0))
+        finally:
+            c.close()
+
+
 def refused(conf, role, name, line):
     with tempfile.TemporaryDirectory(prefix="cvx-cluster-") as t:
         d = Daemon(conf=conf, role=role, name=name, workdir=t)
@@ -218,4 +276,5 @@ if __name__ == "__main__":
     main([test_three_data_servers_elect_replace_and_hand_over,
           test_witness_that_wins_hands_leadership_to_a_data_server,
           test_member_with_another_members_certificate_is_kept_out,
+          test_geo_preset_through_120ms_one_way,
           test_bad_cluster_configurations_refused])

@@ -129,6 +129,9 @@ typedef int (*cvx_raft_peer_check_fn)(void *arg, uint64_t id, const char *cert_n
  */
 int cvx_raft_tls_init(struct raft_uv_transport *t, uv_loop_t *loop, struct cvx_tls_ctx *server,
                       struct cvx_tls_ctx *client, cvx_raft_peer_check_fn check, void *check_arg);
+/* Binds the listener to address instead of this server's advertised Raft address (behind
+ * NAT or a proxy: the others connect to the advertised one). */
+void cvx_raft_tls_set_listen(struct raft_uv_transport *t, const char *address);
 void cvx_raft_tls_free(struct raft_uv_transport *t);
 
 #endif
