@@ -28,14 +28,15 @@
 #define CVX_DEFAULT_CONFIG "/etc/callvox/callvox.conf"
 #endif
 
-static const char *const role_names[] = {"call", "system", "all", NULL};
+static const char *const role_names[] = {"call", "system", "all", "witness", NULL};
 static const char *const level_names[] = {"error", "warning", "notice", "info",
                                           "debug", "trace",   NULL};
 
 static const cvx_option_t general_options[] = {
     {"role", CVX_OPT_ENUM, offsetof(cvx_general_conf_t, role), "all", 0, 0, role_names, 0,
      "What this process does: call (media and call flows), system (message store, directory, "
-     "MWI, licence) or all (both, in one process). --role overrides it."},
+     "MWI, licence), all (both, in one process) or witness (a Raft vote for a cluster of two "
+     "system servers). --role overrides it."},
     {"name", CVX_OPT_STRING, offsetof(cvx_general_conf_t, name), "", 0, 0, NULL, 0,
      "This server's name, used in call ids and cluster membership; empty: the host name."},
     {"user", CVX_OPT_STRING, offsetof(cvx_general_conf_t, user), "callvox", 0, 0, NULL, 0,
@@ -126,7 +127,10 @@ cvx_role_t cvx_daemon_role(void)
 
 const char *cvx_daemon_role_name(cvx_role_t role)
 {
-    return role == CVX_ROLE_CALL ? "call" : role == CVX_ROLE_SYSTEM ? "system" : "all";
+    return role == CVX_ROLE_CALL      ? "call"
+           : role == CVX_ROLE_SYSTEM  ? "system"
+           : role == CVX_ROLE_WITNESS ? "witness"
+                                      : "all";
 }
 
 const char *cvx_daemon_name(void)
@@ -165,6 +169,24 @@ int cvx_daemon_add_section(const cvx_section_def_t *def, void *conf)
         return CVX_ELIMIT;
     D.sections[D.nsections].def = def;
     D.sections[D.nsections].conf = conf;
+    D.nsections++;
+    return 0;
+}
+
+int cvx_daemon_add_sections(const cvx_section_def_t *def,
+                            int (*each)(void *arg, cvx_conf_section_t *sec, int live,
+                                        cvx_diag_t *diag),
+                            void (*release)(void *arg), void *arg)
+{
+    if (!def->repeated || each == NULL)
+        return CVX_EINVAL;
+    if (D.nsections == MAX_CORE_SECTIONS)
+        return CVX_ELIMIT;
+    D.sections[D.nsections].def = def;
+    D.sections[D.nsections].conf = NULL;
+    D.sections[D.nsections].each = each;
+    D.sections[D.nsections].release = release;
+    D.sections[D.nsections].each_arg = arg;
     D.nsections++;
     return 0;
 }
@@ -239,7 +261,7 @@ static void release_core_conf(cvx_general_conf_t *g, cvx_log_conf_t *l)
 
 /* Binds the core's own sections of conf into g, l and the registered core sections. */
 static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l, void **extra,
-                     cvx_diag_t *diag)
+                     int live, cvx_diag_t *diag)
 {
     int rc = 0;
     if (cvx_conf_bind(&cvx_general_section, cvx_conf_find(conf, "general", NULL), g, diag))
@@ -248,6 +270,14 @@ static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l,
         rc = CVX_EINVAL;
     for (unsigned i = 0; i < D.nsections; i++) {
         const cvx_section_def_t *def = D.sections[i].def;
+        if (def->repeated) {
+            /* One bind per "[kind:name]", into storage the owner gives for each. */
+            for (cvx_conf_section_t *s = conf->sections; s != NULL; s = s->next)
+                if (s->name != NULL && strcmp(s->kind, def->kind) == 0 &&
+                    D.sections[i].each(D.sections[i].each_arg, s, live, diag) != 0)
+                    rc = CVX_EINVAL;
+            continue;
+        }
         if (cvx_conf_bind(def, cvx_conf_find(conf, def->kind, NULL), extra[i], diag))
             rc = CVX_EINVAL;
     }
@@ -372,9 +402,19 @@ int cvx_daemon_reload(cvx_diag_t *report)
     void *extra[MAX_CORE_SECTIONS] = {0};
     int rc = conf ? cvx_conf_load(conf, D.config_path, &diag) : CVX_ENOMEM;
     for (unsigned i = 0; i < D.nsections; i++)
-        extra[i] = calloc(1, D.sections[i].def->conf_size);
+        if (!D.sections[i].def->repeated)
+            extra[i] = calloc(1, D.sections[i].def->conf_size);
+    cvx_diag_t later = {0}; /* what repeated sections say needs a restart */
     if (rc == 0)
-        rc = bind_core(conf, &g, &l, extra, &diag);
+        rc = bind_core(conf, &g, &l, extra, 0, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        if (strncmp(diag.msgs[i], "needs a restart: ", 17) == 0) {
+            cvx_diag_add(&later, "%s", diag.msgs[i] + 17);
+            free(diag.msgs[i]);
+            memmove(&diag.msgs[i], &diag.msgs[i + 1], (diag.n - i - 1) * sizeof(diag.msgs[0]));
+            diag.n--;
+            i--;
+        }
     if (rc != 0 || diag.n > 0) {
         for (size_t i = 0; i < diag.n; i++)
             cvx_diag_add(report, "error: %s", diag.msgs[i]);
@@ -395,8 +435,13 @@ int cvx_daemon_reload(cvx_diag_t *report)
     compare_section(&cvx_general_section, &D.general, &g, &applied, &restart, report);
     compare_section(&cvx_log_section, &D.log, &l, &applied, &restart, report);
     for (unsigned i = 0; i < D.nsections; i++)
-        compare_section(D.sections[i].def, D.sections[i].conf, extra[i], &applied, &restart,
-                        report);
+        if (!D.sections[i].def->repeated)
+            compare_section(D.sections[i].def, D.sections[i].conf, extra[i], &applied, &restart,
+                            report);
+    for (size_t i = 0; i < later.n; i++) {
+        cvx_diag_add(report, "%s: needs a restart", later.msgs[i]);
+        restart++;
+    }
     for (size_t i = 0; i < changes.n; i++)
         cvx_diag_add(report, "%s", changes.msgs[i]);
     cvx_diag_clear(&changes);
@@ -407,7 +452,7 @@ int cvx_daemon_reload(cvx_diag_t *report)
     D.log.level = l.level;
     for (unsigned i = 0; i < D.nsections; i++) {
         const cvx_section_def_t *def = D.sections[i].def;
-        for (const cvx_option_t *o = def->options; o->name != NULL; o++) {
+        for (const cvx_option_t *o = def->options; !def->repeated && o->name != NULL; o++) {
             if (!(o->flags & CVX_OPT_RELOADABLE) || o->type == CVX_OPT_STRING ||
                 o->type == CVX_OPT_LIST)
                 continue;
@@ -425,6 +470,7 @@ int cvx_daemon_reload(cvx_diag_t *report)
         if (D.hooks[i]->reloaded != NULL && (D.hooks[i]->roles & D.role))
             D.hooks[i]->reloaded();
 out:
+    cvx_diag_clear(&later);
     release_core_conf(&g, &l);
     for (unsigned i = 0; i < D.nsections; i++) {
         if (extra[i] != NULL)
@@ -514,7 +560,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: callvoxd [options]\n"
             "  -c, --config FILE   configuration file (default %s, plus conf.d/*.conf)\n"
-            "  -r, --role ROLE     call, system or all (overrides [general] role)\n"
+            "  -r, --role ROLE     call, system, all or witness (overrides [general] role)\n"
             "  -f, --foreground    stay in the foreground and log to stderr\n"
             "  -t, --check-config  check the configuration and exit\n"
             "      --force-takeover  take the data directory's lease from a holder that\n"
@@ -546,8 +592,11 @@ static int parse_args(int argc, char **argv, int *check_only)
                 D.role = CVX_ROLE_SYSTEM;
             else if (strcmp(optarg, "all") == 0)
                 D.role = CVX_ROLE_ALL;
+            else if (strcmp(optarg, "witness") == 0)
+                D.role = CVX_ROLE_WITNESS;
             else {
-                fprintf(stderr, "callvoxd: unknown role '%s' (call, system or all)\n", optarg);
+                fprintf(stderr, "callvoxd: unknown role '%s' (call, system, all or witness)\n",
+                        optarg);
                 return 2;
             }
             D.role_forced = 1;
@@ -591,10 +640,11 @@ static int configure(cvx_diag_t *diag)
     void *extra[MAX_CORE_SECTIONS];
     for (unsigned i = 0; i < D.nsections; i++)
         extra[i] = D.sections[i].conf;
-    bind_core(D.conf, &D.general, &D.log, extra, diag);
+    bind_core(D.conf, &D.general, &D.log, extra, 1, diag);
     if (!D.role_forced)
         D.role = D.general.role == 0   ? CVX_ROLE_CALL
                  : D.general.role == 1 ? CVX_ROLE_SYSTEM
+                 : D.general.role == 3 ? CVX_ROLE_WITNESS
                                        : CVX_ROLE_ALL;
     cvx_log_set_level((cvx_log_level_t)D.log.level);
     for (size_t i = 0; i < D.conf->nfiles; i++)
@@ -742,7 +792,10 @@ static void teardown(void)
     cvx__modules_unload(&D.modules);
     release_core_conf(&D.general, &D.log);
     for (unsigned i = 0; i < D.nsections; i++)
-        cvx_conf_release(D.sections[i].def->options, D.sections[i].conf);
+        if (D.sections[i].conf != NULL)
+            cvx_conf_release(D.sections[i].def->options, D.sections[i].conf);
+        else if (D.sections[i].release != NULL)
+            D.sections[i].release(D.sections[i].each_arg);
     cvx_conf_free(D.conf);
     D.conf = NULL;
 }

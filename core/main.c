@@ -1,6 +1,7 @@
 /* callvoxd: the voicemail and unified-messaging daemon. */
 #include <stdio.h>
 
+#include "cvx/cluster.h"
 #include "cvx/daemon.h"
 #include "cvx/license.h"
 #include "cvx/link.h"
@@ -34,6 +35,12 @@ int main(int argc, char **argv)
     /* The call-server <-> system-server link: its [link] section, hooks and commands. */
     if (cvx_link_register() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the link\n");
+        return 1;
+    }
+    /* The system servers' cluster (roles system and witness): [cluster], [member:NAME],
+     * Raft over TLS, "show cluster". */
+    if (cvx_cluster_register() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up the cluster\n");
         return 1;
     }
     return cvx_daemon_main(argc, argv);

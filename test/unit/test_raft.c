@@ -1,8 +1,10 @@
 /*
- * The consensus engine (cvx/raft.h) with three real libraft servers on one loop, talking TCP
- * on loopback (libraft's clear-text transport: tests only).  Elections, replication in one
- * order everywhere, a proposal on a follower refused, the leader stopped and a new one
- * elected, a restarted server catching up (through a snapshot), leadership transfer.
+ * The consensus engine (cvx/raft.h) with three real libraft servers on one loop, on loopback:
+ * over the cluster's TLS (certificates made by callvox-ca), and over libraft's clear-text TCP
+ * transport for comparison.  Elections, replication in one order everywhere, a proposal on a
+ * follower refused, the leader stopped and a new one elected, a restarted server catching up
+ * (through a snapshot), leadership transfer, and a server with another name's certificate
+ * kept out.
  */
 #include <netinet/in.h>
 #include <raft.h>
@@ -22,6 +24,7 @@
 
 #include "cvx/error.h"
 #include "cvx/raft.h"
+#include "cvx/tls.h"
 
 #define N      3
 #define VALUES 4096
@@ -38,6 +41,8 @@ typedef struct node {
     cvx_raft_t *raft;
     struct raft_uv_transport transport;
     int transport_open;
+    cvx_tls_ctx_t *server_ctx, *client_ctx;
+    const char *cert; /* the certificate's name: sys-N, or another for the impostor */
     fsm_t fsm;
     char dir[160];
     char address[64];
@@ -50,6 +55,7 @@ typedef struct cluster {
     node_t nodes[N];
     cvx_raft_member_t members[N];
     char root[96];
+    int tls;
 } cluster_t;
 
 static int fsm_apply(void *arg, uint64_t index, const void *data, size_t len)
@@ -131,10 +137,36 @@ static int run_until(cluster_t *c, int (*cond)(cluster_t *c, void *arg), void *a
     return ok;
 }
 
+/* Raft server id may speak only with the certificate named sys-<id>. */
+static int check_peer(void *arg, uint64_t id, const char *cert_name)
+{
+    (void)arg;
+    char want[32];
+    snprintf(want, sizeof(want), "sys-%llu", (unsigned long long)id);
+    return strcmp(cert_name, want) == 0;
+}
+
+static void make_tls(cluster_t *c, node_t *n)
+{
+    char ca[160], cert[160], key[160], err[256];
+    snprintf(ca, sizeof(ca), "%s/pki/ca.pem", c->root);
+    snprintf(cert, sizeof(cert), "%s/pki/%s.pem", c->root, n->cert);
+    snprintf(key, sizeof(key), "%s/pki/%s.key", c->root, n->cert);
+    if (cvx_tls_ctx_create(&n->server_ctx, 1, ca, cert, key, err, sizeof(err)) != 0 ||
+        cvx_tls_ctx_create(&n->client_ctx, 0, ca, cert, key, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", n->cert, err);
+    assert_int_equal(
+        cvx_raft_tls_init(&n->transport, &c->loop, n->server_ctx, n->client_ctx, check_peer, NULL),
+        0);
+}
+
 static void start_node(cluster_t *c, int i)
 {
     node_t *n = &c->nodes[i];
-    assert_int_equal(raft_uv_tcp_init(&n->transport, &c->loop), 0);
+    if (c->tls)
+        make_tls(c, n);
+    else
+        assert_int_equal(raft_uv_tcp_init(&n->transport, &c->loop), 0);
     n->transport_open = 1;
     cvx_raft_conf_t conf;
     cvx_raft_conf_defaults(&conf);
@@ -159,7 +191,14 @@ static void start_node(cluster_t *c, int i)
 static void on_node_stopped(void *arg)
 {
     node_t *n = arg;
-    raft_uv_tcp_close(&n->transport);
+    if (n->server_ctx != NULL) {
+        cvx_raft_tls_free(&n->transport);
+        cvx_tls_ctx_destroy(n->server_ctx);
+        cvx_tls_ctx_destroy(n->client_ctx);
+        n->server_ctx = n->client_ctx = NULL;
+    } else {
+        raft_uv_tcp_close(&n->transport);
+    }
     n->transport_open = 0;
 }
 
@@ -180,12 +219,28 @@ static void stop_node(cluster_t *c, int i)
     assert_true(run_until(c, node_closed, n, 5000));
 }
 
-static int setup(void **state)
+static int setup_cluster(void **state, int tls, const char *third_cert)
 {
     cluster_t *c = calloc(1, sizeof(*c));
     uv_loop_init(&c->loop);
+    c->tls = tls;
     strcpy(c->root, "/tmp/cvx-raft-XXXXXX");
     assert_non_null(mkdtemp(c->root));
+    static const char *certs[N] = {"sys-1", "sys-2", "sys-3"};
+    for (int i = 0; i < N; i++)
+        c->nodes[i].cert = certs[i];
+    if (third_cert != NULL)
+        c->nodes[2].cert = third_cert;
+    if (tls) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd),
+                 "%s init %s/pki >/dev/null && %s issue %s/pki sys-1 >/dev/null && %s issue "
+                 "%s/pki sys-2 >/dev/null && %s issue %s/pki sys-3 >/dev/null && %s issue "
+                 "%s/pki cs1 >/dev/null",
+                 CVX_CA_TOOL, c->root, CVX_CA_TOOL, c->root, CVX_CA_TOOL, c->root, CVX_CA_TOOL,
+                 c->root, CVX_CA_TOOL, c->root);
+        assert_int_equal(system(cmd), 0);
+    }
     for (int i = 0; i < N; i++) {
         node_t *n = &c->nodes[i];
         snprintf(n->dir, sizeof(n->dir), "%s/%d", c->root, i + 1);
@@ -199,6 +254,22 @@ static int setup(void **state)
         start_node(c, i);
     *state = c;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_cluster(state, 0, NULL);
+}
+
+static int setup_tls(void **state)
+{
+    return setup_cluster(state, 1, NULL);
+}
+
+/* The third server presents a valid cluster certificate, but a call server's (cs1). */
+static int setup_tls_impostor(void **state)
+{
+    return setup_cluster(state, 1, "cs1");
 }
 
 static int teardown(void **state)
@@ -276,6 +347,15 @@ static int everyone_has(cluster_t *c, void *arg)
 {
     unsigned want = ((expect_t *)arg)->n;
     for (int i = 0; i < N; i++)
+        if (c->nodes[i].raft != NULL && c->nodes[i].fsm.n != want)
+            return 0;
+    return 1;
+}
+
+static int everyone_but_3_has(cluster_t *c, void *arg)
+{
+    unsigned want = ((expect_t *)arg)->n;
+    for (int i = 0; i < 2; i++)
         if (c->nodes[i].raft != NULL && c->nodes[i].fsm.n != want)
             return 0;
     return 1;
@@ -382,6 +462,30 @@ static void test_leadership_transfer(void **state)
     assert_same_state(c, 20);
 }
 
+static void test_tls_server_with_another_name_kept_out(void **state)
+{
+    cluster_t *c = *state;
+    /* Servers 1 and 2 form the majority without 3, whose connections they refuse: 3 can
+     * never win an election, since nobody hears it. */
+    assert_true(run_until(c, has_leader, NULL, 15000));
+    int l = leader_of(c);
+    assert_true(l == 0 || l == 1);
+    propose_values(c, l, 1000, 20);
+    int other = l == 0 ? 1 : 0;
+    node_t *o = &c->nodes[other];
+    expect_t e = {20};
+    assert_true(run_until(c, everyone_but_3_has, &e, 10000));
+    assert_int_equal(o->fsm.n, 20);
+    /* The leader never hears from server 3. */
+    cvx_raft_status_t st;
+    cvx_raft_status(c->nodes[l].raft, &st);
+    for (unsigned k = 0; k < st.nmembers; k++)
+        if (st.members[k].id == 3) {
+            assert_false(st.members[k].recent);
+            assert_int_equal(st.members[k].match_index, 0);
+        }
+}
+
 int main(void)
 {
     /* As callvoxd does: a peer that dies mid-write must not kill the writer (issue 10). */
@@ -392,6 +496,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_stopped_new_leader_and_restart_catches_up,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_leadership_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elects_one_leader_and_replicates_in_order, setup_tls,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_leader_stopped_new_leader_and_restart_catches_up,
+                                        setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_leadership_transfer, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_server_with_another_name_kept_out,
+                                        setup_tls_impostor, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,4 +111,27 @@ void cvx_raft_status(cvx_raft_t *r, cvx_raft_status_t *st);
  * closed.  Proposals pending are reported with CVX_ESTATE first. */
 void cvx_raft_stop(cvx_raft_t *r, void (*on_stopped)(void *arg), void *arg);
 
+/* --- Raft over the cluster's TLS ----------------------------------------------------------- */
+
+struct cvx_tls_ctx;
+
+/* Says whether the peer whose verified certificate name is cert_name may speak as Raft
+ * server id (1: yes).  Without it any holder of a cluster certificate could, call servers
+ * included. */
+typedef int (*cvx_raft_peer_check_fn)(void *arg, uint64_t id, const char *cert_name);
+
+/*
+ * Makes t a libraft transport that carries Raft over TLS connections (cvx/tls.h) made with
+ * server (accepting) and client (connecting) contexts of the cluster's CA and this server's
+ * certificate: libraft gets one end of a socketpair per connection, and the loop bridges the
+ * other end to TLS.  The contexts must outlive the engine.  Free with cvx_raft_tls_free()
+ * once the engine using it has stopped.
+ */
+int cvx_raft_tls_init(struct raft_uv_transport *t, uv_loop_t *loop, struct cvx_tls_ctx *server,
+                      struct cvx_tls_ctx *client, cvx_raft_peer_check_fn check, void *check_arg);
+/* Binds the listener to address instead of this server's advertised Raft address (behind
+ * NAT or a proxy: the others connect to the advertised one). */
+void cvx_raft_tls_set_listen(struct raft_uv_transport *t, const char *address);
+void cvx_raft_tls_free(struct raft_uv_transport *t);
+
 #endif
