@@ -25,6 +25,7 @@
 #include "cvx/error.h"
 #include "cvx/license.h"
 #include "cvx/log.h"
+#include "license_impl.h"
 
 #ifndef CVX_LICENSE_PUBKEY_B64
 #error "CVX_LICENSE_PUBKEY_B64 must be defined by the build (CVX_LICENSE_PUBLIC_KEY)"
@@ -233,7 +234,7 @@ int cvx_license_has_feature(unsigned feature)
  * the test and benchmark harnesses run far more than 8 calls without a licence (ctest and
  * tools/bench set it; the test of the demo limit unsets it).  Release builds
  * (-DBUILD_TESTING=OFF) always allow CVX_LICENSE_DEMO_PORTS. */
-static uint32_t demo_ports(void)
+uint32_t cvx__license_demo_ports(void)
 {
 #ifdef CVX_LICENSE_TEST_HOOKS
     const char *t = getenv("CVX_LICENSE_TEST_DEMO_PORTS");
@@ -243,9 +244,9 @@ static uint32_t demo_ports(void)
     return CVX_LICENSE_DEMO_PORTS;
 }
 
-static uint32_t port_limit(void)
+uint32_t cvx__license_port_limit(void)
 {
-    return L.state == LIC_DEMO || !L.loaded ? demo_ports() : L.lic.ports;
+    return L.state == LIC_DEMO || !L.loaded ? cvx__license_demo_ports() : L.lic.ports;
 }
 
 uint32_t cvx_license_max_mailboxes(void)
@@ -258,14 +259,31 @@ uint32_t cvx_license_max_mailboxes(void)
 /* Ports are enforced with a licence in force and in demo mode (roles system and all); not
  * while the proof is still pending at boot.  Call servers learn the cluster's count from the
  * system server once the link carries it (see README, Licensing). */
-static int ports_enforced(void)
+int cvx__license_ports_enforced(void)
 {
     return L.loaded && L.state != LIC_UNCHECKED && (cvx_daemon_role() & CVX_ROLE_SYSTEM);
 }
 
+const char *cvx__license_state_name(void)
+{
+    return state_names[L.state];
+}
+
+unsigned cvx__license_local_calls(void)
+{
+    return L.ncalls;
+}
+
+/* A call server admits within the ports its system server granted it; a system server (role
+ * all, or role system for the call servers it serves) counts the call servers' calls too
+ * (license_ports.c). */
 int cvx_license_admit_call(void)
 {
-    if (ports_enforced() && L.ncalls >= port_limit()) {
+    int fits = cvx_daemon_role() == CVX_ROLE_CALL
+                   ? cvx__license_grant_admits(L.ncalls)
+                   : !cvx__license_ports_enforced() ||
+                         L.ncalls + cvx__license_remote_calls() < cvx__license_port_limit();
+    if (!fits) {
         L.calls_refused++;
         return CVX_ELIMIT;
     }
@@ -273,6 +291,7 @@ int cvx_license_admit_call(void)
     L.calls_admitted++;
     if (L.ncalls > L.peak_calls)
         L.peak_calls = L.ncalls;
+    cvx__license_calls_changed(L.ncalls);
     return 0;
 }
 
@@ -280,10 +299,13 @@ void cvx_license_release_call(void)
 {
     if (L.ncalls > 0)
         L.ncalls--;
+    cvx__license_calls_changed(L.ncalls);
 }
 
 int cvx_license_accepting_messages(const char **why)
 {
+    if (cvx_daemon_role() == CVX_ROLE_CALL)
+        return cvx__license_remote_accepting(why);
     int ok = L.state == LIC_DEMO || L.state == LIC_VALID || L.state == LIC_UNCHECKED;
     if (why != NULL)
         *why = ok ? NULL : L.why;
@@ -322,7 +344,16 @@ static const cvx_license_provider_t *find_provider(const char *name)
     return NULL;
 }
 
+static void proof_apply(int status, const char *hash, const char *detail);
+
+/* A provider's verdict; call servers hear of any change (license_ports.c). */
 static void proof_done(int status, const char *hash, const char *detail)
+{
+    proof_apply(status, hash, detail);
+    cvx__license_state_changed();
+}
+
+static void proof_apply(int status, const char *hash, const char *detail)
 {
     const char *pname = provider_names[L.conf.provider];
     if (L.state != LIC_PROVING && L.state != LIC_VALID && L.state != LIC_UNPROVEN)
@@ -363,12 +394,13 @@ static void proof_done(int status, const char *hash, const char *detail)
 static int license_start(uv_loop_t *loop)
 {
     (void)loop;
+    cvx__license_ports_start();
     int rc = ensure_loaded();
     if (rc != 0) /* the line above says exactly why; the daemon adds the code */
         return rc == CVX_EIO || rc == CVX_ENOMEM ? rc : CVX_EPERM;
     if (L.state == LIC_DEMO) {
         cvx_notice("licence: no licence file ([license] file): demo mode, %u ports, %d mailboxes",
-                   demo_ports(), CVX_LICENSE_DEMO_MAILBOXES);
+                   cvx__license_demo_ports(), CVX_LICENSE_DEMO_MAILBOXES);
         return 0;
     }
     char feats[96];
@@ -411,7 +443,18 @@ static void license_stop(void)
         p->stop();
     if (L.state == LIC_PROVING)
         L.state = LIC_UNCHECKED;
+    cvx__license_ports_stop();
 }
+
+/* Call servers: the ports their system server grants, and its licence's state. */
+static int license_call_start(uv_loop_t *loop)
+{
+    (void)loop;
+    return cvx__license_ports_start();
+}
+
+static const cvx_daemon_hooks_t license_call_hooks = {
+    "licence (call server)", CVX_ROLE_CALL, license_call_start, cvx__license_ports_stop, NULL};
 
 /* --check-config: the file's signature, key and expiry (not the proof, which needs the
  * dongle or the licence server). */
@@ -457,8 +500,8 @@ static int cmd_show_license(cvx_cmd_req_t *req)
     const char *why = NULL;
     int accepting = cvx_license_accepting_messages(&why);
     if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM)) {
-        cvx_cmd_error(req, "this is a call server: the licence is held by the system server");
-        return CVX_ENOTSUP;
+        cvx__license_ports_describe(req, L.ncalls, L.calls_refused, L.peak_calls);
+        return 0;
     }
     kv(req, "state", state_names[L.state]);
     if (L.state == LIC_DEMO) {
@@ -479,10 +522,12 @@ static int cmd_show_license(cvx_cmd_req_t *req)
         if (p != NULL && p->describe != NULL)
             p->describe(describe_line, req);
     }
-    kv_num(req, "ports", port_limit());
-    cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced", ports_enforced() ? "yes" : "no");
-    cvx_cmd_json_bool(req, "ports_enforced", ports_enforced());
-    kv_num(req, "ports_in_use", L.ncalls);
+    kv_num(req, "ports", cvx__license_port_limit());
+    cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced",
+                   cvx__license_ports_enforced() ? "yes" : "no");
+    cvx_cmd_json_bool(req, "ports_enforced", cvx__license_ports_enforced());
+    kv_num(req, "ports_in_use", L.ncalls + cvx__license_remote_calls());
+    kv_num(req, "ports_on_call_servers", cvx__license_remote_calls());
     kv_num(req, "ports_peak", L.peak_calls);
     kv_num(req, "calls_refused", L.calls_refused);
     kv_num(req, "mailboxes", cvx_license_max_mailboxes());
@@ -511,6 +556,8 @@ int cvx_license_register(void)
     int rc = cvx_daemon_add_section(&license_section, &L.conf);
     if (rc == 0)
         rc = cvx_daemon_add_hooks(&license_hooks);
+    if (rc == 0)
+        rc = cvx_daemon_add_hooks(&license_call_hooks);
     if (rc == 0)
         rc = cvx_daemon_add_check(CVX_ROLE_SYSTEM, license_check);
     if (rc == 0)
