@@ -22,6 +22,7 @@
 #define CVX_CDR_LOGIN           "login"          /* a subscriber logged in */
 #define CVX_CDR_TRANSFER        "transfer"       /* blind transfer accepted by the PBX */
 #define CVX_CDR_TRANSFER_FAILED "transfer-failed"
+#define CVX_CDR_OPERATOR        "operator" /* transferred to the operator (asked for, or fallback) */
 #define CVX_CDR_VOICEMAIL       "voicemail" /* handed to voicemail (which may set its own outcome) */
 #define CVX_CDR_HANGUP          "hangup"    /* the flow ended the call (goodbye) */
 /* When no flow set an outcome: "abandoned" (answered, caller left) or "unanswered". */
