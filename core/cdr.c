@@ -289,7 +289,7 @@ void cvx__cdr_emit(const cvx_chan_t *c)
                             ? c->end_wall_ms - c->answer_wall_ms
                             : 0;
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)duration);
-    snprintf(count, sizeof(count), "%u", c->info.redirect_count);
+    snprintf(count, sizeof(count), "%u", c->cdr_info.redirect_count);
     const char *outcome = c->cdr_outcome[0]   ? c->cdr_outcome
                           : c->answer_wall_ms ? "abandoned"
                                               : "unanswered";
@@ -297,7 +297,7 @@ void cvx__cdr_emit(const cvx_chan_t *c)
     const char *inst = c->cdr_instance;
     const char *dir = c->dir == CVX_DIR_IN ? "in" : "out";
     const char *redirect =
-        c->info.redirect == CVX_REDIRECT_NONE ? "" : cvx_redirect_name(c->info.redirect);
+        c->cdr_info.redirect == CVX_REDIRECT_NONE ? "" : cvx_redirect_name(c->cdr_info.redirect);
     const char *fields[] = {c->id,
                             inst,
                             dir,
@@ -305,10 +305,10 @@ void cvx__cdr_emit(const cvx_chan_t *c)
                             answer,
                             end,
                             dur,
-                            c->info.calling,
-                            c->info.calling_name,
-                            c->info.called,
-                            c->info.original_called,
+                            c->cdr_info.calling,
+                            c->cdr_info.calling_name,
+                            c->cdr_info.called,
+                            c->cdr_info.original_called,
                             redirect,
                             count,
                             c->cdr_app,
@@ -339,7 +339,7 @@ void cvx__cdr_emit(const cvx_chan_t *c)
         if (i == 6)
             v = json_integer((json_int_t)duration);
         else if (i == 12)
-            v = json_integer((json_int_t)c->info.redirect_count);
+            v = json_integer((json_int_t)c->cdr_info.redirect_count);
         else if (fields[i][0] == '\0' && (i == 4 || i == 5))
             v = json_null();
         else
@@ -389,7 +389,12 @@ static void copy(char *dst, size_t size, const char *src)
 
 void cvx_cdr_set_app(cvx_chan_t *chan, const char *app)
 {
-    copy(chan->cdr_app, sizeof(chan->cdr_app), app);
+    size_t n = strlen(chan->cdr_app);
+    if (n == 0)
+        copy(chan->cdr_app, sizeof(chan->cdr_app), app);
+    else if (app != NULL && strcmp(chan->cdr_app, app) != 0)
+        /* Handed on (cvx_app_handoff): "attendant>voicemail". */
+        snprintf(chan->cdr_app + n, sizeof(chan->cdr_app) - n, ">%s", app);
 }
 
 void cvx_cdr_set_mailbox(cvx_chan_t *chan, const char *mailbox)

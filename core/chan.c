@@ -31,6 +31,7 @@ cvx_chan_t *cvx_chan_create(cvx_drv_inst_t *inst, cvx_dir_t dir, const cvx_call_
     c->state = dir == CVX_DIR_IN ? CVX_CHAN_RINGING : CVX_CHAN_DIALING;
     if (info != NULL)
         c->info = *info;
+    c->cdr_info = c->info;
     c->start_ms = uv_now(cvx__drv_inst_loop(inst));
     c->start_wall_ms = cvx__wall_ms();
     snprintf(c->cdr_instance, sizeof(c->cdr_instance), "%s", cvx_drv_inst_name(inst));

@@ -25,11 +25,12 @@ struct cvx_chan {
     void *handler_arg;
     /* The call record (cvx/cdr.h): wall-clock times in UTC ms (0: did not happen). */
     uint64_t start_wall_ms, answer_wall_ms, end_wall_ms;
-    int end_cause;         /* cvx_cause_t of the hangup, 0 before it */
-    int no_record;         /* refused at once by the driver: never was a call */
-    int handed_off;        /* answered by one flow and handed to another (cvx_app_handoff) */
-    char cdr_instance[64]; /* the driver instance's name, kept past the instance's life */
-    char cdr_app[24];
+    int end_cause;            /* cvx_cause_t of the hangup, 0 before it */
+    int no_record;            /* refused at once by the driver: never was a call */
+    int handed_off;           /* answered by one flow and handed to another (cvx_app_handoff) */
+    char cdr_instance[64];    /* the driver instance's name, kept past the instance's life */
+    cvx_call_info_t cdr_info; /* the call as the driver presented it (flows may change info) */
+    char cdr_app[48];
     char cdr_mailbox[CVX_NUMBER_MAX];
     char cdr_outcome[24];
     char cdr_transfer[CVX_NUMBER_MAX];

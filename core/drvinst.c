@@ -149,6 +149,7 @@ void cvx_drv_event(cvx_drv_inst_t *inst, cvx_chan_t *chan, const cvx_event_t *ev
 {
     switch (ev->type) {
     case CVX_EV_INCOMING: {
+        chan->cdr_info = chan->info; /* for the call record, before a flow changes it */
         cvx_log_ctx_t ctx = cvx_chan_log_ctx(chan, "routing a new call");
         cvx_log_ctx(CVX_LOG_INFO, &ctx,
                     "incoming call from '%s' to '%s' (redirected from '%s', %s)",

@@ -173,9 +173,11 @@ def att_call(d, steps, target=None, timeout=60, service="800", env_note=""):
             if steps and time.monotonic() - checked > 0.2:
                 checked = time.monotonic()
                 if steps[0][0](bytes(audio)):
-                    digits = steps.pop(0)[1]
-                    if digits:
-                        pad.press(digits)
+                    action = steps.pop(0)[1]
+                    if callable(action):
+                        action(pad)
+                    elif action:
+                        pad.press(action)
         assert not steps, "the call ended before every step was taken (%d left)" % len(steps)
     finally:
         if pad:
@@ -189,7 +191,7 @@ def att_call(d, steps, target=None, timeout=60, service="800", env_note=""):
 
 def check_record(d, call_id, **want):
     r = d.record(call_id)
-    assert r["application"] == "attendant", r
+    assert r["application"] == want.pop("application", "attendant"), r
     assert r["instance"] == "sip:pbx" and r["direction"] == "in", r
     assert r["called"] == "800", r
     assert r["start"] and r["answer"] and r["end"], r
@@ -299,6 +301,65 @@ def test_invalid_and_timeout_then_operator():
         d.close()
 
 
+def test_leave_message_through_voicemail():
+    """Key 3 hands the call to voicemail for mailbox 1001 (in the same process): the caller
+    hears 1001's greeting and the beep, speaks (the tone sequence), presses # then 1 (send);
+    the message is in 1001 with the tones.  The one call record says attendant>voicemail,
+    message-left, mailbox 1001, and keeps the number the caller dialed (800)."""
+    d = open_daemon()
+    try:
+        d.ok("mailbox add 1001 John Smith")
+        day = d.greeting["day"]
+
+        def beep(a):
+            """The voicemail's beep (1 kHz) in what was heard last."""
+            tail = [vmtest.ulaw_to_linear(b) for b in a[-2400:]]
+            return 1000 in vmtest.detect_tones(tail, freqs=(1000, 600, 1100, 1700))
+        review = vmtest.prompt_ulaw("vm-review-urgent.wav")[2000:3600]
+
+        def speak(pad):
+            pad.send_audio(vmtest.tones_ulaw())
+            pad.press("#")
+        audio, cid = att_call(d, [(lambda a: heard(a, day), "3"),
+                                  (beep, speak),
+                                  (lambda a: heard(a, review), "1")])
+        msgs = wait_for(lambda: d.messages("1001"), 10, "the message in 1001")
+        assert len(msgs) == 1, msgs
+        samples = d.export(msgs[0]["id"])
+        assert vmtest.detect_tones(samples) == list(vmtest.TONES), vmtest.detect_tones(samples)
+        check_record(d, cid, application="attendant>voicemail", outcome="message-left",
+                     mailbox="1001", original_called="", transfer_to="")
+    finally:
+        d.close()
+
+
+def test_records_reopened_on_reload():
+    """Call records go on after the files are moved away and the daemon is told to reload
+    (as logrotate does): the new CSV file starts with the header, and both files hold the next
+    call's record only."""
+    d = open_daemon()
+    try:
+        day = d.greeting["day"]
+        _audio, first = att_call(d, [(lambda a: heard(a, day), "#")])
+        check_record(d, first, outcome="hangup")
+        for name in ("cdr.csv", "cdr.json"):
+            os.rename(os.path.join(d.data_dir, name), os.path.join(d.data_dir, name + ".1"))
+        d.ok("reload")
+        d.wait_log("cdr: call record files reopened")
+        assert os.path.exists(os.path.join(d.data_dir, "cdr.csv"))
+        _audio, second = att_call(d, [(lambda a: heard(a, day), "#")])
+        check_record(d, second, outcome="hangup")
+        assert [r["call_id"] for r in d.csv_records()] == [second]
+        assert [r["call_id"] for r in d.json_records()] == [second]
+        with open(os.path.join(d.data_dir, "cdr.csv")) as f:
+            assert f.readline().startswith("call_id,instance,direction,start,answer,end,")
+        with open(os.path.join(d.data_dir, "cdr.csv.1")) as f:
+            old = list(csv.DictReader(f))
+        assert [r["call_id"] for r in old] == [first], old
+    finally:
+        d.close()
+
+
 def test_bad_configuration():
     """A menu naming a menu that does not exist, a bad period and a bad action stop the start
     with file:line errors."""
@@ -325,4 +386,5 @@ if __name__ == "__main__":
         print("skipped: sip.so, attendant.so, sipp or the prompt set is missing")
         sys.exit(77)
     main([test_schedule_picks_menu, test_dial_by_extension, test_dial_by_name_two_matches,
-          test_invalid_and_timeout_then_operator, test_bad_configuration])
+          test_invalid_and_timeout_then_operator, test_leave_message_through_voicemail,
+          test_records_reopened_on_reload, test_bad_configuration])

@@ -27,7 +27,8 @@
 #define CVX_CDR_HANGUP          "hangup"    /* the flow ended the call (goodbye) */
 /* When no flow set an outcome: "abandoned" (answered, caller left) or "unanswered". */
 
-/* The application that took the call ("voicemail", "attendant"). */
+/* The application that took the call ("voicemail", "attendant"); a call handed on to
+ * another application records both ("attendant>voicemail"). */
 void cvx_cdr_set_app(cvx_chan_t *chan, const char *app);
 /* The mailbox the call was about. */
 void cvx_cdr_set_mailbox(cvx_chan_t *chan, const char *mailbox);
