@@ -189,6 +189,12 @@ def att_call(d, steps, target=None, timeout=60, service="800", env_note=""):
     return bytes(audio), call_id
 
 
+def stop_clean(d):
+    """Stops the daemon with SIGTERM: it exits 0 (under ASan, also without leaks)."""
+    rc = d.stop()
+    assert rc == 0, "callvoxd exited %s:\n%s" % (rc, d.log()[-4000:])
+
+
 def check_record(d, call_id, **want):
     r = d.record(call_id)
     assert r["application"] == want.pop("application", "attendant"), r
@@ -231,6 +237,7 @@ def test_schedule_picks_menu():
                 assert heard(audio, clip) == (other == menu), (what, other, menu)
             check_record(d, cid, outcome="hangup", transfer_to="", hangup_cause="normal")
             print("  %s: menu %s" % (what, menu))
+            stop_clean(d)
         finally:
             d.close()
 
@@ -256,6 +263,7 @@ def test_dial_by_extension():
         audio, cid = att_call(d, [(lambda a: heard(a, day), "7"),
                                   (lambda a: heard(a, sales), "2")], target="1002")
         check_record(d, cid, outcome="transfer", transfer_to="1002")
+        stop_clean(d)
     finally:
         d.close()
 
@@ -277,6 +285,7 @@ def test_dial_by_name_two_matches():
                                   (lambda a: a.count(press) >= 2, "2")], target="1001")
         assert audio.count(press) == 2, audio.count(press)
         check_record(d, cid, outcome="transfer", transfer_to="1001")
+        stop_clean(d)
     finally:
         d.close()
 
@@ -297,6 +306,7 @@ def test_invalid_and_timeout_then_operator():
                               target="1000")
         assert audio.count(day) == 3, audio.count(day)
         check_record(d, cid, outcome="operator", transfer_to="1000")
+        stop_clean(d)
     finally:
         d.close()
 
@@ -329,6 +339,7 @@ def test_leave_message_through_voicemail():
         assert vmtest.detect_tones(samples) == list(vmtest.TONES), vmtest.detect_tones(samples)
         check_record(d, cid, application="attendant>voicemail", outcome="message-left",
                      mailbox="1001", original_called="", transfer_to="")
+        stop_clean(d)
     finally:
         d.close()
 
@@ -356,6 +367,7 @@ def test_records_reopened_on_reload():
         with open(os.path.join(d.data_dir, "cdr.csv.1")) as f:
             old = list(csv.DictReader(f))
         assert [r["call_id"] for r in old] == [first], old
+        stop_clean(d)
     finally:
         d.close()
 
