@@ -11,6 +11,7 @@
 #include "att.h"
 #include "cvx/app.h"
 #include "cvx/chan.h"
+#include "cvx/cmd.h"
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "cvx/module.h"
@@ -138,6 +139,65 @@ static int att_incoming(cvx_chan_t *chan, void *arg)
     return CVX_EDECLINED;
 }
 
+/* --- "show attendant" ---------------------------------------------------------------------- */
+
+static int cmd_show_attendant(cvx_cmd_req_t *req)
+{
+    int now_menu = att_current_menu();
+    const char *tz = att.schedule >= 0 ? att.schedules[att.schedule].c.timezone : att.a.timezone;
+    struct tm tm;
+    char when[64] = "";
+    att_local_time(att_now(), tz, &tm);
+    strftime(when, sizeof(when), "%a %Y-%m-%d %H:%M", &tm);
+    cvx_cmd_json_array(req, "numbers");
+    for (size_t i = 0; i < att.a.numbers.n; i++)
+        cvx_cmd_json_str(req, NULL, att.a.numbers.v[i]);
+    cvx_cmd_json_end(req);
+    cvx_cmd_json_str(req, "schedule", att.schedule >= 0 ? att.schedules[att.schedule].name : NULL);
+    cvx_cmd_json_str(req, "timezone", tz && tz[0] ? tz : NULL);
+    cvx_cmd_json_str(req, "local_time", when);
+    cvx_cmd_json_str(req, "menu_now", now_menu >= 0 ? att.menus[now_menu].name : NULL);
+    cvx_cmd_json_str(req, "operator", att.a.operator_number[0] ? att.a.operator_number : NULL);
+    cvx_cmd_printf(req, "numbers:   ");
+    for (size_t i = 0; i < att.a.numbers.n; i++)
+        cvx_cmd_printf(req, "%s%s", i ? ", " : "", att.a.numbers.v[i]);
+    cvx_cmd_printf(req, "%s\n", att.a.numbers.n ? "" : "(none)");
+    cvx_cmd_printf(req, "schedule:  %s (%s)\n",
+                   att.schedule >= 0 ? att.schedules[att.schedule].name : "(none)",
+                   tz && tz[0] ? tz : "the server's time zone");
+    cvx_cmd_printf(req, "now:       %s: menu %s\n", when,
+                   now_menu >= 0 ? att.menus[now_menu].name : "(none)");
+    cvx_cmd_printf(req, "operator:  %s\n",
+                   att.a.operator_number[0] ? att.a.operator_number : "(none)");
+    static const char *const cols[] = {"menu", "greeting", "keys", NULL};
+    cvx_cmd_table_begin(req, "menus", cols);
+    for (size_t i = 0; i < att.nmenus; i++) {
+        char keys[512] = "";
+        size_t n = 0;
+        for (int k = 0; k < ATT_NKEYS && n < sizeof(keys); k++)
+            if (att.menus[i].c.keys[k] && att.menus[i].c.keys[k][0])
+                n += (size_t)snprintf(keys + n, sizeof(keys) - n, "%s%c: %s", n ? "; " : "",
+                                      ATT_KEYS[k], att.menus[i].c.keys[k]);
+        const char *cells[] = {att.menus[i].name, att.menus[i].c.greeting, keys};
+        cvx_cmd_table_row(req, cells);
+    }
+    cvx_cmd_table_end(req);
+    return 0;
+}
+
+static const cvx_cmd_t att_cmds[] = {
+    {"show attendant",
+     {{0}},
+     CVX_CMD_READONLY,
+     "Show the attendant's numbers, schedule, the menu in force now and every menu",
+     "Prints the numbers the attendant answers, its schedule and time zone, the local time "
+     "there and the menu a caller would hear now (what the schedule picks), the operator, and "
+     "each menu with its greeting and keys.",
+     cmd_show_attendant,
+     NULL},
+    CVX_CMDS_END,
+};
+
 /* --- the module ----------------------------------------------------------------------------- */
 
 static int att_load(cvx_module_env_t *env)
@@ -167,6 +227,15 @@ static int att_load(cvx_module_env_t *env)
         att_conf_release();
         return rc;
     }
+    rc = cvx_cmd_register(att_cmds);
+    if (rc != 0) {
+        cvx_error("attendant: cannot register its commands: %s", cvx_strerror(rc));
+        drop_greetings();
+        cvx_prompt_set_destroy(att_prompts);
+        att_prompts = NULL;
+        att_conf_release();
+        return rc;
+    }
     if (att.a.numbers.n > 0)
         cvx_info("attendant: %zu menu%s, %zu schedule%s, first number %s", att.nmenus,
                  att.nmenus == 1 ? "" : "s", att.nschedules, att.nschedules == 1 ? "" : "s",
@@ -176,6 +245,7 @@ static int att_load(cvx_module_env_t *env)
 
 static void att_unload(void)
 {
+    cvx_cmd_unregister(att_cmds);
     drop_greetings();
     cvx_prompt_set_destroy(att_prompts);
     att_prompts = NULL;

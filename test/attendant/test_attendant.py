@@ -232,6 +232,10 @@ def test_schedule_picks_menu():
         try:
             d.start(extra_env={"CVX_ATTENDANT_TEST_NOW": str(t)})
             g = d.greeting[menu]
+            shown = d.ok("show attendant")
+            assert shown["menu_now"] == menu and shown["schedule"] == "office", shown
+            assert shown["timezone"] == "America/New_York", shown
+            assert [m["menu"] for m in shown["menus"]] == ["day", "night", "holiday", "sales"]
             audio, cid = att_call(d, [(lambda a, g=g: heard(a, g), "#")])
             for other, clip in d.greeting.items():
                 assert heard(audio, clip) == (other == menu), (what, other, menu)
