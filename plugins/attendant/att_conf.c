@@ -6,7 +6,8 @@
  *   menu NAME        go to another menu
  *   transfer EXT     blind transfer to an extension
  *   message MAILBOX  hand the call to voicemail to leave a message in MAILBOX
- *   directory        dial by name
+ *   directory [last|first]  dial by name: keypad letters of the last name (the default)
+ *                    or of the first name
  *   operator         transfer to [attendant] operator
  *   repeat           play the menu again
  *   hangup           goodbye
@@ -53,7 +54,7 @@ static const cvx_option_t att_options[] = {
     {"extension_max", CVX_OPT_INT, offsetof(att_conf_t, extension_max), "8", 1, 32, NULL, 0,
      "Most digits of an extension dialed from a menu (# ends it sooner)."},
     {"name_digits", CVX_OPT_INT, offsetof(att_conf_t, name_digits), "3", 1, 16, NULL, 0,
-     "Letters of the last name a caller dials in the directory (# ends it sooner)."},
+     "Letters of the name a caller dials in the directory (# ends it sooner)."},
     CVX_OPTIONS_END,
 };
 
@@ -61,7 +62,8 @@ static const cvx_option_t att_options[] = {
     {                                                                                              \
         n, CVX_OPT_STRING, offsetof(att_menu_conf_t, keys) + (field) * sizeof(char *), "", 0, 0,   \
             NULL, 0,                                                                               \
-            "What this key does: menu NAME, transfer EXT, message MAILBOX, directory, operator, "  \
+            "What this key does: menu NAME, transfer EXT, message MAILBOX, directory [first], "    \
+            "operator, "                                                                           \
             "repeat or hangup; empty: nothing (invalid)."                                          \
     }
 
@@ -164,7 +166,7 @@ static int parse_action(const char *v, att_action_t *a)
         att_action_kind_t kind;
         int has_arg;
     } words[] = {{"menu", ATT_MENU, 1},         {"transfer", ATT_TRANSFER, 1},
-                 {"message", ATT_MESSAGE, 1},   {"directory", ATT_DIRECTORY, 0},
+                 {"message", ATT_MESSAGE, 1},   {"directory", ATT_DIRECTORY, 2},
                  {"operator", ATT_OPERATOR, 0}, {"repeat", ATT_REPEAT, 0},
                  {"hangup", ATT_HANGUP, 0}};
     memset(a, 0, sizeof(*a));
@@ -177,7 +179,12 @@ static int parse_action(const char *v, att_action_t *a)
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
         if (strlen(words[i].word) != wn || strncmp(v, words[i].word, wn) != 0)
             continue;
-        if (words[i].has_arg != (arg[0] != '\0') || strlen(arg) >= sizeof(a->arg))
+        /* has_arg 2: optional ("directory" takes "last" or "first") */
+        if ((words[i].has_arg != 2 && words[i].has_arg != (arg[0] != '\0')) ||
+            strlen(arg) >= sizeof(a->arg))
+            return CVX_EINVAL;
+        if (words[i].has_arg == 2 && arg[0] && strcmp(arg, "last") != 0 &&
+            strcmp(arg, "first") != 0)
             return CVX_EINVAL;
         a->kind = words[i].kind;
         snprintf(a->arg, sizeof(a->arg), "%s", arg);
@@ -224,7 +231,7 @@ static int load_menus(cvx_conf_t *conf, cvx_diag_t *diag)
             if (parse_action(v, &m->act[k]) != 0) {
                 err_at(diag, s, key, 0,
                        "'%s' is not an action (menu NAME, transfer EXT, message MAILBOX, "
-                       "directory, operator, repeat, hangup)",
+                       "directory [last|first], operator, repeat, hangup)",
                        v);
                 rc = CVX_EINVAL;
                 continue;

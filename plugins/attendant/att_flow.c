@@ -43,6 +43,8 @@ typedef struct att_call {
     int to_operator;
     cvx_dir_entry_t matches[MAX_MATCHES];
     size_t nmatches;
+    int by_first;                               /* the directory searches first names */
+    char name_digits[CVX_MEDIA_DIGITS_MAX + 1]; /* what the caller dialed (first names) */
     /* what to collect once the prompts playing have ended (play_then_collect) */
     unsigned want_max;
     long long want_first_ms;
@@ -55,6 +57,7 @@ void att__event(cvx_chan_t *chan, const cvx_event_t *ev, void *arg);
 static void run_menu(att_call_t *c, cvx_playlist_t *before);
 static void fail(att_call_t *c, const char *prompt);
 static void start_directory(att_call_t *c);
+static void got_matches(att_call_t *c, size_t n);
 
 static void lctx(att_call_t *c, cvx_log_level_t level, const char *doing, const char *fmt,
                  const char *arg)
@@ -385,18 +388,71 @@ static void on_dir(void *arg, int status, const cvx_dir_entry_t *e, size_t n)
          n == 0   ? "no match"
          : n == 1 ? "one match"
                   : "several matches");
+    c->nmatches = n < MAX_MATCHES ? n : MAX_MATCHES;
+    if (c->nmatches)
+        memcpy(c->matches, e, c->nmatches * sizeof(*e));
+    got_matches(c, c->nmatches);
+}
+
+/* The matches are in c->matches: none, one (transferred at once) or several (read out). */
+static void got_matches(att_call_t *c, size_t n)
+{
     if (n == 0) {
         fail(c, "dir-nomatch");
         return;
     }
     c->failures = 0;
     if (n == 1) {
-        transfer(c, e[0].number, 0);
+        transfer(c, c->matches[0].number, 0);
         return;
     }
-    c->nmatches = n < MAX_MATCHES ? n : MAX_MATCHES;
-    memcpy(c->matches, e, c->nmatches * sizeof(*e));
     read_matches(c);
+}
+
+/*
+ * First names: the store's directory index is keypad digits of the last name then the first
+ * name, so a first-name search reads the mailboxes a page at a time (short read transactions
+ * on the loop, one page per callback) and keeps the listed ones whose first name's keypad
+ * digits start with what the caller dialed.  Fine for a site's directory; a second index in
+ * the store would serve very large ones better.
+ */
+#define SCAN_PAGE 256
+
+static void on_scan(void *arg, int status, const cvx_mailbox_t *mbs, size_t n)
+{
+    att_call_t *c = arg;
+    c->pending--;
+    if (c->hung_up) {
+        maybe_free(c);
+        return;
+    }
+    if (status != 0) {
+        lctx(c, CVX_LOG_WARN, "searching the directory", "attendant: directory search failed: %s",
+             cvx_strerror(status));
+        operator(c, "sorry");
+        return;
+    }
+    size_t dn = strlen(c->name_digits);
+    for (size_t i = 0; i < n && c->nmatches < MAX_MATCHES; i++) {
+        char keys[2 * CVX_STORE_NAME_MAX];
+        cvx_store_keypad(mbs[i].first_name, keys);
+        if (!mbs[i].listed || strncmp(keys, c->name_digits, dn) != 0)
+            continue;
+        cvx_dir_entry_t *e = &c->matches[c->nmatches++];
+        memcpy(e->number, mbs[i].number, sizeof(e->number));
+        memcpy(e->first_name, mbs[i].first_name, sizeof(e->first_name));
+        memcpy(e->last_name, mbs[i].last_name, sizeof(e->last_name));
+    }
+    if (n == SCAN_PAGE && c->nmatches < MAX_MATCHES) {
+        cvx_store_t *st = cvx_store_default();
+        int rc = st ? cvx_store_mailbox_list(st, mbs[n - 1].number, SCAN_PAGE, on_scan, c)
+                    : CVX_EUNAVAIL;
+        c->pending++;
+        if (rc != 0)
+            on_scan(c, rc, NULL, 0);
+        return;
+    }
+    got_matches(c, c->nmatches);
 }
 
 static void on_name_digits(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
@@ -410,6 +466,15 @@ static void on_name_digits(cvx_media_t *m, const cvx_media_result_t *res, void *
         return;
     }
     cvx_store_t *st = cvx_store_default();
+    c->nmatches = 0;
+    if (c->by_first) {
+        snprintf(c->name_digits, sizeof(c->name_digits), "%s", res->digits);
+        int rc = st ? cvx_store_mailbox_list(st, "", SCAN_PAGE, on_scan, c) : CVX_EUNAVAIL;
+        c->pending++;
+        if (rc != 0)
+            on_scan(c, rc, NULL, 0);
+        return;
+    }
     int rc = st ? cvx_store_dir_search(st, res->digits, MAX_MATCHES, on_dir, c) : CVX_EUNAVAIL;
     c->pending++;
     if (rc != 0)
@@ -419,7 +484,7 @@ static void on_name_digits(cvx_media_t *m, const cvx_media_result_t *res, void *
 static void start_directory(att_call_t *c)
 {
     cvx_playlist_t l = {0};
-    add(&l, "dir-intro");
+    add(&l, c->by_first ? "dir-intro-fn" : "dir-intro");
     cvx_media_flush_digits(c->media);
     play_then_collect(c, &l, (unsigned)att.a.name_digits, att.a.timeout_ms, "#", on_name_digits);
 }
@@ -458,6 +523,7 @@ static void do_action(att_call_t *c, const att_action_t *a)
         to_voicemail(c, a->arg);
         break;
     case ATT_DIRECTORY:
+        c->by_first = strcmp(a->arg, "first") == 0;
         start_directory(c);
         break;
     case ATT_OPERATOR:

@@ -72,7 +72,7 @@ class AttDaemon(vmtest.VmDaemon):
             "open = mon-fri 08:00-18:00\nholiday = 12-25\nholiday = 2026-11-26\n"
             "open_menu = day\nclosed_menu = night\nholiday_menu = holiday\n"
             "[menu:day]\ngreeting = %s/day.wav\nkey_7 = menu sales\nkey_3 = message 1001\n"
-            "key_9 = directory\nkey_0 = operator\nkey_pound = hangup\n%s"
+            "key_9 = directory\nkey_8 = directory first\nkey_0 = operator\nkey_pound = hangup\n%s"
             "[menu:night]\ngreeting = %s/night.wav\nkey_9 = directory\nkey_pound = hangup\n"
             "dial_extension = no\n"
             "[menu:holiday]\ngreeting = %s/holiday.wav\nkey_pound = hangup\n"
@@ -294,6 +294,28 @@ def test_dial_by_name_two_matches():
         d.close()
 
 
+def test_dial_by_first_name():
+    """8 (directory by first name), then 6 2 7 (M A R): Mary and Marc match, Bob Marlow (a
+    last name starting M A R) does not; both are read out and 1 transfers to the first in
+    number order (Mary, 1004)."""
+    d = open_daemon()
+    try:
+        for n, first, last in (("1004", "Mary", "Adams"), ("1005", "Marc", "Brown"),
+                               ("1006", "Bob", "Marlow")):
+            d.ok("mailbox add %s %s %s" % (n, first, last))
+        press = vmtest.prompt_ulaw("vm-press.wav")[800:2400]
+        intro = vmtest.prompt_ulaw("dir-intro-fn.wav")[4000:6000]
+        day = d.greeting["day"]
+        audio, cid = att_call(d, [(lambda a: heard(a, day), "8"),
+                                  (lambda a: heard(a, intro), "627"),
+                                  (lambda a: a.count(press) >= 2, "1")], target="1004")
+        assert audio.count(press) == 2, audio.count(press)
+        check_record(d, cid, outcome="transfer", transfer_to="1004")
+        stop_clean(d)
+    finally:
+        d.close()
+
+
 def test_invalid_and_timeout_then_operator():
     """An unmapped key (invalid), no key at all (timeout), an extension that is not in the
     directory: three failures, then the operator (REFER to 1000).  The menu plays again after
@@ -402,5 +424,6 @@ if __name__ == "__main__":
         print("skipped: sip.so, attendant.so, sipp or the prompt set is missing")
         sys.exit(77)
     main([test_schedule_picks_menu, test_dial_by_extension, test_dial_by_name_two_matches,
-          test_invalid_and_timeout_then_operator, test_leave_message_through_voicemail,
+          test_dial_by_first_name, test_invalid_and_timeout_then_operator,
+          test_leave_message_through_voicemail,
           test_records_reopened_on_reload, test_bad_configuration])
