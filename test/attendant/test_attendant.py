@@ -398,6 +398,57 @@ def test_records_reopened_on_reload():
         d.close()
 
 
+def test_abandoned_and_unanswered_records():
+    """Callers who hang up in the middle of the flow (during the greeting, in the directory
+    prompt, while the matches are read out, while an extension is dialed): one record each,
+    outcome abandoned, hangup cause normal, and the daemon stops cleanly (no leak under ASan).
+    A call no application takes (404): one record, unanswered, no answer time."""
+    d = open_daemon()
+    try:
+        d.ok("mailbox add 1001 John Smith")
+        d.ok("mailbox add 1002 Jane Smithers")
+        for pause, keys in ((600, ""), (2500, "9"), (4000, "9764"), (2500, "100")):
+            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rx.bind(("127.0.0.1", 0))
+            with open(os.path.join(SCEN, "uac_hangup.xml")) as f:
+                text = f.read().replace("@PORT@", str(rx.getsockname()[1]))
+            fd, scen = vmtest.tempfile.mkstemp(prefix="cvx-attscen-", suffix=".xml")
+            with os.fdopen(fd, "w") as f:
+                f.write(text.replace("@PAUSE@", str(pause)))
+            p = sipp(scen, d.port, "800", background=True, timeout=30)
+            pad = None
+            try:
+                row = wait_for(lambda: (d.ok("show calls media")["calls"] or [None])[0], 15,
+                               "the call")
+                cid = d.ok("show calls")["calls"][0]["id"]
+                pad = Keypad(rx, int(row["port"]))
+                pad.start()
+                if keys:
+                    pad.press(keys)
+            finally:
+                if pad:
+                    pad.stop()
+                rc, out = finish(p)
+                rx.close()
+                os.unlink(scen)
+            assert rc == 0, out
+            check_record(d, cid, outcome="abandoned", transfer_to="", hangup_cause="normal")
+            wait_for(lambda: not d.ok("show calls")["calls"], 10, "no call left")
+        rc, out = sipp(os.path.join(vmtest.HERE, "..", "sip", "scenarios", "uac_refused_404.xml"),
+                       d.port, "555")
+        assert rc == 0, out
+        recs = wait_for(lambda: [r for r in d.json_records() if r["called"] == "555"], 10,
+                        "the record of the refused call")
+        assert len(recs) == 1, recs
+        r = recs[0]
+        assert r["outcome"] == "unanswered" and r["answer"] is None and r["end"], r
+        assert r["duration_ms"] == 0 and r["application"] == "", r
+        assert r["hangup_cause"] == "no-route", r
+        stop_clean(d)
+    finally:
+        d.close()
+
+
 def test_bad_configuration():
     """A menu naming a menu that does not exist, a bad period and a bad action stop the start
     with file:line errors."""
@@ -426,4 +477,5 @@ if __name__ == "__main__":
     main([test_schedule_picks_menu, test_dial_by_extension, test_dial_by_name_two_matches,
           test_dial_by_first_name, test_invalid_and_timeout_then_operator,
           test_leave_message_through_voicemail,
-          test_records_reopened_on_reload, test_bad_configuration])
+          test_records_reopened_on_reload, test_abandoned_and_unanswered_records,
+          test_bad_configuration])
