@@ -167,7 +167,6 @@ static void cdr_shutdown(void)
     if (W.json)
         fclose(W.json);
     W.csv = W.json = NULL;
-    cvx_conf_release(cdr_options, &conf);
 }
 
 static void resolve(const char *path, char *out, size_t size)

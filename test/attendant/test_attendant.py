@@ -414,7 +414,9 @@ def test_abandoned_and_unanswered_records():
                 text = f.read().replace("@PORT@", str(rx.getsockname()[1]))
             fd, scen = vmtest.tempfile.mkstemp(prefix="cvx-attscen-", suffix=".xml")
             with os.fdopen(fd, "w") as f:
-                f.write(text.replace("@PAUSE@", str(pause)))
+                # The first caller's name needs quoting in CSV (a comma, a quote).
+                name = '"Doe, \\"JJ\\""' if pause == 600 else "sipp"
+                f.write(text.replace("@PAUSE@", str(pause)).replace("@NAME@", name))
             p = sipp(scen, d.port, "800", background=True, timeout=30)
             pad = None
             try:
@@ -432,7 +434,9 @@ def test_abandoned_and_unanswered_records():
                 rx.close()
                 os.unlink(scen)
             assert rc == 0, out
-            check_record(d, cid, outcome="abandoned", transfer_to="", hangup_cause="normal")
+            r = check_record(d, cid, outcome="abandoned", transfer_to="", hangup_cause="normal")
+            if pause == 600:
+                assert r["calling_name"].startswith('Doe, ') and '"' in r["calling_name"], r
             wait_for(lambda: not d.ok("show calls")["calls"], 10, "no call left")
         rc, out = sipp(os.path.join(vmtest.HERE, "..", "sip", "scenarios", "uac_refused_404.xml"),
                        d.port, "555")
