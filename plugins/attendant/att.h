@@ -124,7 +124,7 @@ int att_parse_period(const char *s, att_period_t *out);
 int att_parse_holiday(const char *s, att_holiday_t *out);
 /* Which menu the schedule picks for the local time tm. */
 int att_schedule_pick(const att_schedule_t *s, const struct tm *tm);
-/* The local time of t in zone tz ("" or NULL: the process's). */
+/* The local time of t in zone tz ("" or NULL: the process's): cvx_localtime(). */
 void att_local_time(time_t t, const char *tz, struct tm *out);
 
 /* --- prompts and calls (attendant.c, att_flow.c) ---------------------------------------------- */

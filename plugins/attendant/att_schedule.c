@@ -14,6 +14,7 @@
 
 #include "att.h"
 #include "cvx/error.h"
+#include "cvx/localtime.h"
 
 static const char *const day_names[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
@@ -122,27 +123,7 @@ int att_schedule_pick(const att_schedule_t *s, const struct tm *tm)
     return s->closed_menu;
 }
 
-/*
- * glibc has no per-call time zone: TZ is switched around localtime_r on the loop thread (the
- * only thread of the process that converts local times; the log writes UTC) and put back, as
- * the voicemail module does.
- */
 void att_local_time(time_t t, const char *tz, struct tm *out)
 {
-    if (tz == NULL || *tz == '\0') {
-        localtime_r(&t, out);
-        return;
-    }
-    const char *old = getenv("TZ");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TZ", tz, 1);
-    tzset();
-    localtime_r(&t, out);
-    if (saved) {
-        setenv("TZ", saved, 1);
-        free(saved);
-    } else {
-        unsetenv("TZ");
-    }
-    tzset();
+    cvx_localtime(t, tz, out);
 }
