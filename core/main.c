@@ -6,6 +6,7 @@
 #include "cvx/license.h"
 #include "cvx/link.h"
 #include "ctl/ctl.h"
+#include "cdr_impl.h"
 #include "cvx/store.h"
 #include "media/media_impl.h"
 
@@ -19,6 +20,11 @@ int main(int argc, char **argv)
     /* The media core: its [media] section, shutdown hook and commands. */
     if (cvx__media_setup() != 0) {
         fprintf(stderr, "callvoxd: cannot set up the media core\n");
+        return 1;
+    }
+    /* Call records (roles call and all): the [cdr] section and the writer thread. */
+    if (cvx__cdr_setup() != 0) {
+        fprintf(stderr, "callvoxd: cannot set up call records\n");
         return 1;
     }
     /* The licence (roles system and all): its [license] section, boot check and commands;
