@@ -478,21 +478,9 @@ static const cvx_daemon_hooks_t license_hooks = {"licence", CVX_ROLE_SYSTEM, lic
 
 /* --- show license ---------------------------------------------------------------------- */
 
-static void kv(cvx_cmd_req_t *req, const char *key, const char *v)
-{
-    cvx_cmd_printf(req, "%-20s %s\n", key, v);
-    cvx_cmd_json_str(req, key, v);
-}
-
-static void kv_num(cvx_cmd_req_t *req, const char *key, unsigned long long v)
-{
-    cvx_cmd_printf(req, "%-20s %llu\n", key, v);
-    cvx_cmd_json_uint(req, key, v);
-}
-
 static void describe_line(void *arg, const char *key, const char *value)
 {
-    kv(arg, key, value);
+    cvx_cmd_kv(arg, 20, key, value);
 }
 
 static int cmd_show_license(cvx_cmd_req_t *req)
@@ -503,37 +491,37 @@ static int cmd_show_license(cvx_cmd_req_t *req)
         cvx__license_ports_describe(req, L.ncalls, L.calls_refused, L.peak_calls);
         return 0;
     }
-    kv(req, "state", state_names[L.state]);
+    cvx_cmd_kv(req, 20, "state", state_names[L.state]);
     if (L.state == LIC_DEMO) {
-        kv(req, "mode", "demo (no [license] file)");
+        cvx_cmd_kv(req, 20, "mode", "demo (no [license] file)");
     } else if (L.state != LIC_REFUSED) {
         char feats[96];
         cvx_license_features_format(L.lic.features, feats, sizeof(feats));
-        kv(req, "file", L.conf.file);
-        kv(req, "serial", L.lic.serial);
-        kv(req, "customer", L.lic.customer);
-        kv(req, "issued", L.lic.issued);
-        kv(req, "expires", L.lic.expires[0] ? L.lic.expires : "never");
-        kv(req, "features", feats);
-        kv(req, "provider", provider_names[L.conf.provider]);
-        kv(req, "proven_hash", L.proven_hash[0] ? L.proven_hash : "-");
-        kv(req, "proof", L.proof_detail[0] ? L.proof_detail : "-");
+        cvx_cmd_kv(req, 20, "file", L.conf.file);
+        cvx_cmd_kv(req, 20, "serial", L.lic.serial);
+        cvx_cmd_kv(req, 20, "customer", L.lic.customer);
+        cvx_cmd_kv(req, 20, "issued", L.lic.issued);
+        cvx_cmd_kv(req, 20, "expires", L.lic.expires[0] ? L.lic.expires : "never");
+        cvx_cmd_kv(req, 20, "features", feats);
+        cvx_cmd_kv(req, 20, "provider", provider_names[L.conf.provider]);
+        cvx_cmd_kv(req, 20, "proven_hash", L.proven_hash[0] ? L.proven_hash : "-");
+        cvx_cmd_kv(req, 20, "proof", L.proof_detail[0] ? L.proof_detail : "-");
         const cvx_license_provider_t *p = find_provider(provider_names[L.conf.provider]);
         if (p != NULL && p->describe != NULL)
             p->describe(describe_line, req);
     }
-    kv_num(req, "ports", cvx__license_port_limit());
+    cvx_cmd_kv_uint(req, 20, "ports", cvx__license_port_limit());
     cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced",
                    cvx__license_ports_enforced() ? "yes" : "no");
     cvx_cmd_json_bool(req, "ports_enforced", cvx__license_ports_enforced());
-    kv_num(req, "ports_in_use", L.ncalls + cvx__license_remote_calls());
-    kv_num(req, "ports_on_call_servers", cvx__license_remote_calls());
-    kv_num(req, "ports_peak", L.peak_calls);
-    kv_num(req, "calls_refused", L.calls_refused);
-    kv_num(req, "mailboxes", cvx_license_max_mailboxes());
-    kv(req, "messages", accepting ? "accepted" : "refused");
+    cvx_cmd_kv_uint(req, 20, "ports_in_use", L.ncalls + cvx__license_remote_calls());
+    cvx_cmd_kv_uint(req, 20, "ports_on_call_servers", cvx__license_remote_calls());
+    cvx_cmd_kv_uint(req, 20, "ports_peak", L.peak_calls);
+    cvx_cmd_kv_uint(req, 20, "calls_refused", L.calls_refused);
+    cvx_cmd_kv_uint(req, 20, "mailboxes", cvx_license_max_mailboxes());
+    cvx_cmd_kv(req, 20, "messages", accepting ? "accepted" : "refused");
     if (!accepting)
-        kv(req, "why", why);
+        cvx_cmd_kv(req, 20, "why", why);
     return 0;
 }
 

@@ -225,40 +225,31 @@ void cvx__license_calls_changed(unsigned ncalls)
         send_grants(0);
 }
 
-static void kv(cvx_cmd_req_t *req, const char *key, const char *v)
-{
-    cvx_cmd_printf(req, "%-20s %s\n", key, v);
-    cvx_cmd_json_str(req, key, v);
-}
-
-static void kv_num(cvx_cmd_req_t *req, const char *key, unsigned long long v)
-{
-    cvx_cmd_printf(req, "%-20s %llu\n", key, v);
-    cvx_cmd_json_uint(req, key, v);
-}
-
 void cvx__license_ports_describe(cvx_cmd_req_t *req, unsigned ncalls, uint64_t refused,
                                  uint64_t peak)
 {
-    kv(req, "held_by", "the system server (this is a call server)");
-    kv(req, "link", P.link_up ? "up" : "down");
-    kv(req, "state", P.granted ? P.state : "unknown (no word from the system server yet)");
+    cvx_cmd_kv(req, 20, "held_by", "the system server (this is a call server)");
+    cvx_cmd_kv(req, 20, "link", P.link_up ? "up" : "down");
+    cvx_cmd_kv(req, 20, "state",
+               P.granted ? P.state : "unknown (no word from the system server yet)");
     if (P.granted)
-        kv_num(req, "cluster_ports", P.licensed);
+        cvx_cmd_kv_uint(req, 20, "cluster_ports", P.licensed);
     if (P.granted && P.unlimited)
-        kv(req, "ports", "not enforced (the proof is pending)");
+        cvx_cmd_kv(req, 20, "ports", "not enforced (the proof is pending)");
     else
-        kv_num(req, "ports", P.granted ? P.grant : cvx__license_demo_ports());
-    kv(req, "ports_from",
-       P.granted ? (P.link_up ? "the system server's grant" : "the last grant (the link is down)")
-                 : "demo mode's ports (no grant yet)");
-    kv_num(req, "ports_in_use", ncalls);
-    kv_num(req, "ports_peak", peak);
-    kv_num(req, "calls_refused", refused);
-    kv(req, "messages", P.accepting ? "accepted" : "refused by the system server");
+        cvx_cmd_kv_uint(req, 20, "ports", P.granted ? P.grant : cvx__license_demo_ports());
+    cvx_cmd_kv(req, 20, "ports_from",
+               P.granted
+                   ? (P.link_up ? "the system server's grant" : "the last grant (the link is down)")
+                   : "demo mode's ports (no grant yet)");
+    cvx_cmd_kv_uint(req, 20, "ports_in_use", ncalls);
+    cvx_cmd_kv_uint(req, 20, "ports_peak", peak);
+    cvx_cmd_kv_uint(req, 20, "calls_refused", refused);
+    cvx_cmd_kv(req, 20, "messages", P.accepting ? "accepted" : "refused by the system server");
     if (!P.accepting) {
-        kv(req, "why", P.why);
-        kv(req, "alarm", "the system server refuses new messages; callers are still answered");
+        cvx_cmd_kv(req, 20, "why", P.why);
+        cvx_cmd_kv(req, 20, "alarm",
+                   "the system server refuses new messages; callers are still answered");
     }
 }
 

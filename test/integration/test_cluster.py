@@ -12,17 +12,12 @@ import subprocess
 import tempfile
 import time
 
-from cvxtest import BUILD, SRC, Daemon, free_port, main, wait_for
+from cvxtest import shell as x, BUILD, SRC, Daemon, free_port, main, wait_for
 from tcpproxy import TcpProxy
 
-CALLVOX = os.path.join(BUILD, "bin", "callvox")
 CA_TOOL = os.path.join(SRC, "tools", "ca", "callvox-ca")
 
 
-def x(d, command):
-    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def cluster_view(d):

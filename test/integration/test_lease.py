@@ -10,16 +10,11 @@ import subprocess
 import tempfile
 import time
 
-from cvxtest import BUILD, CALLVOXD, Daemon, main, wait_for
+from cvxtest import shell as x, BUILD, CALLVOXD, Daemon, main, wait_for
 
-CALLVOX = os.path.join(BUILD, "bin", "callvox")
 HOST = socket.gethostname()
 
 
-def x(d, command):
-    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def daemon(t, data, name, args=(), timeout="15s"):

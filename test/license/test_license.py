@@ -11,10 +11,9 @@ import socket
 import subprocess
 import tempfile
 
-from cvxtest import BUILD, CALLVOXD, Daemon, free_port, main, wait_for
+from cvxtest import shell as x, BUILD, CALLVOXD, Daemon, free_port, main, wait_for
 
 TOOL = os.path.join(BUILD, "bin", "callvox-license")
-CALLVOX = os.path.join(BUILD, "bin", "callvox")
 KEYS = os.environ["CVX_LIC_KEYS"]
 DEV_SECRET = os.path.join(KEYS, "dev-key.secret")
 OTHER_SECRET = os.path.join(KEYS, "other-key.secret")
@@ -71,10 +70,6 @@ def module_dir(dir_, names):
     return md
 
 
-def x(d, command):
-    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def show_license(d):
