@@ -183,7 +183,12 @@ static int parse_listen(const char *text, sip_listener_t *l, char *err, size_t e
     const char *br_open = l->family == AF_INET6 ? "[" : "",
                *br_close = l->family == AF_INET6 ? "]" : "";
     l->tls = transport && strcmp(transport, "tls") == 0;
-    if (transport)
+    /* Sofia-SIP's nta binds a "sip:" URL only to udp, tcp and sctp, whatever its ;transport=
+     * says ("sip:...;transport=tls" fails with EPROTONOSUPPORT); a TLS listener is bound by a
+     * "sips:" URL, whose only transport is tls (nta_agent_add_tport). */
+    if (l->tls)
+        snprintf(l->url, sizeof(l->url), "sips:%s%s%s:%ld", br_open, host, br_close, pn);
+    else if (transport)
         snprintf(l->url, sizeof(l->url), "sip:%s%s%s:%ld;transport=%s", br_open, host, br_close, pn,
                  transport);
     else
@@ -298,7 +303,8 @@ static int listener_probe(const sip_listener_t *l, const char *cert_dir)
          * without it nua_create() fails, leaking as above. */
         char pem[4096];
         snprintf(pem, sizeof(pem), "%s/agent.pem", cert_dir ? cert_dir : ".");
-        return access(pem, R_OK) == 0;
+        if (access(pem, R_OK) != 0)
+            return 0;
     }
     const char *colon = strrchr(l->label, ':');
     if (colon == NULL)
@@ -323,7 +329,7 @@ static int listener_probe(const sip_listener_t *l, const char *cert_dir)
         len = sizeof(*a);
     }
     int udp = strncmp(l->label, "udp", 3) == 0;
-    int tcp = strstr(l->label, "tcp") != NULL;
+    int tcp = l->tls || strstr(l->label, "tcp") != NULL; /* TLS listens on TCP */
     for (int i = 0; i < 2; i++) {
         if ((i == 0 && !udp) || (i == 1 && !tcp))
             continue;
