@@ -365,9 +365,10 @@ static int sip_start(void *priv)
                 sip_reactor_root(si->reactor), sip_nua_callback, l, NUTAG_URL(l->url),
                 NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1),
                 SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
-                                 "REFER, NOTIFY"),
-                NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"), NUTAG_ENABLEMESSAGE(1),
-                SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION), SIPTAG_SUPPORTED_STR("timer"),
+                                 "REFER, NOTIFY, SUBSCRIBE"),
+                NUTAG_ALLOW_EVENTS("message-summary"), NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"),
+                NUTAG_ENABLEMESSAGE(1), SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION),
+                SIPTAG_SUPPORTED_STR("timer"),
                 TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
         if (l->nua == NULL) {
             if (l->tls)
@@ -515,6 +516,8 @@ void sip_nua_callback(nua_event_t event, int status, char const *phrase, nua_t *
     if (hm == NULL) {
         if (event == nua_i_invite && nh != NULL) {
             sip_call_incoming(l, nh, sip);
+        } else if (event == nua_i_subscribe && nh != NULL) {
+            sip_sub_incoming(l, nh, sip);
         } else if (nh != NULL && event == nua_i_message) {
             /* Not a messaging server: 405 with the methods we take. */
             nua_respond(nh, 405, "Method Not Allowed", NUTAG_WITH_THIS(l->nua),
@@ -542,6 +545,9 @@ void sip_nua_callback(nua_event_t event, int status, char const *phrase, nua_t *
         break;
     case SIP_HM_MWI:
         sip_mwi_event((sip_mwi_t *)hm, event, status, phrase, sip, tags);
+        break;
+    case SIP_HM_SUB:
+        sip_sub_event((sip_sub_t *)hm, event, status, phrase, sip, tags);
         break;
     }
 }
