@@ -276,15 +276,12 @@ static void on_sub_timer(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *
     for (sip_sub_t *s = si->subs; s != NULL; s = s->next) {
         if (s->terminated || s->expires_ms > now)
             continue;
-        /* Not refreshed in time (RFC 6665 4.2.2): a last NOTIFY says so. */
-        si->counters.subscriptions_expired++;
+        /* Not refreshed in time (RFC 6665 4.2.2): a last NOTIFY says so.  nua's own usage
+         * timer normally does this first (and its NOTIFY's result ends the subscription
+         * in sip_sub_event()); this is the backstop. */
         s->terminated = 1;
         nua_notify(s->nh, SIPTAG_EVENT_STR("message-summary"),
                    SIPTAG_SUBSCRIPTION_STATE_STR("terminated;reason=timeout"), TAG_END());
-        cvx_log_ctx_t ctx = cvx_drv_inst_log_ctx(si->inst, "expiring a subscription");
-        cvx_log_ctx(CVX_LOG_INFO, &ctx,
-                    "message-summary subscription of %s for %s expired; updates go unsolicited",
-                    s->from, s->user);
     }
     sip_reactor_kick(si->reactor);
     arm_timer(si);
@@ -424,8 +421,16 @@ void sip_sub_event(sip_sub_t *s, nua_event_t event, int status, char const *phra
             s->request_id = 0;
             report(si, id, status);
         }
-        if (s->terminated || substate == nua_substate_terminated || status == 481 || status == 408)
-            sub_end(s, status < 300 ? "terminated" : "the subscriber is gone");
+        if (s->terminated || substate == nua_substate_terminated || status == 481 ||
+            status == 408) {
+            /* nua's clock has whole seconds: within one of the expiry it is the expiry. */
+            int expired = now_ms(si) + 1000 >= s->expires_ms;
+            if (expired)
+                si->counters.subscriptions_expired++;
+            sub_end(s, status >= 300 ? "the subscriber is gone"
+                       : expired     ? "expired; updates go unsolicited again"
+                                     : "terminated");
+        }
         return;
     }
     if (event == nua_i_terminated || event == nua_r_shutdown)
