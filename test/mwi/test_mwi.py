@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "sip"))
 from cvxtest import BUILD, main, free_port, wait_for  # noqa: E402
 from vmtest import (VmDaemon, have_all, linear_to_ulaw, prompt_ulaw, read_wav,  # noqa: E402
                     sipp as vm_sipp, subscriber_call, write_caller_pcap, write_scenario)
-from siptest import finish_bg, sipp as sip_sipp  # noqa: E402
+from siptest import finish_bg, sipp as sip_sipp, status_of, udp_exchange  # noqa: E402
 
 SCEN = os.path.join(HERE, "scenarios")
 MODULES = os.path.join(BUILD, "lib", "callvox", "modules")
@@ -188,12 +188,16 @@ def test_subscribe_with_refresh_and_expiry():
         sub = sip_sipp(os.path.join(SCEN, "uac_subscribe.xml"), d.port, service="2003",
                        background=True, timeout=120)
         d.wait_log(r"message-summary subscription of 2003@127\.0\.0\.1 for 2003, 20 s")
+        assert d.ok("show sip")["instances"][0]["subscriptions"] == 1
         # A deposit while subscribed: the update goes in the subscription, not to the phone.
         deposit(d, "2003")
         r = finish_bg(sub)
         assert r.rc == 0, r.out[:4000] + r.out[-2000:]
         d.wait_log(r"message-summary subscription of 2003@127\.0\.0\.1 for 2003 refreshed, 2 s")
         d.wait_log(r"message-summary subscription of 2003@127\.0\.0\.1 for 2003 ended: expired")
+        sip = d.ok("show sip")["instances"][0]
+        assert sip["subscriptions"] == 0, sip
+        assert (sip["counters"]["subscribes"], sip["counters"]["subscriptions_expired"]) == (1, 1), sip
         d.wait_log(sent_log("2003", "on", 1, 0))
         # After the expiry, updates go unsolicited to the device again.
         uas = phone(port, 1)
@@ -204,10 +208,38 @@ def test_subscribe_with_refresh_and_expiry():
         assert d.stop() == 0
 
 
+def subscribe_msg(event, via_port=5077):
+    return ("SUBSCRIBE sip:2004@127.0.0.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.9.9.9:%d;branch=z9hG4bK-sub-%s\r\n"
+            "From: <sip:2004@127.9.9.9>;tag=s1\r\nTo: <sip:2004@127.0.0.1>\r\n"
+            "Call-ID: sub-%s@test\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:2004@127.9.9.9:%d>\r\n"
+            "Event: %s\r\nExpires: 60\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            % (via_port, event, event, via_port, event)).encode()
+
+
+def test_subscribe_refused_untrusted_or_other_event():
+    port = free_port()
+    with MwiDaemon(port) as d:
+        d.start()
+        # From an address that is not trusted (and no auth_user): 403, counted.
+        got = udp_exchange(subscribe_msg("message-summary"), d.port)
+        assert [status_of(m) for m in got if status_of(m) >= 200] == [403], got
+        d.wait_log(r"SUBSCRIBE from an untrusted address refused \(403\)")
+        sip = d.ok("show sip")["instances"][0]
+        assert sip["counters"]["subscribes_refused"] == 1 and sip["subscriptions"] == 0, sip
+        # An event package callvox does not serve: 489 Bad Event (answered by Sofia-SIP).
+        got = udp_exchange(subscribe_msg("presence"), d.port)
+        finals = [m for m in got if status_of(m) >= 200]
+        assert [status_of(m) for m in finals] == [489], got
+        assert re.search(rb"^Allow-Events:.*message-summary", finals[0], re.M | re.I), finals
+        assert d.stop() == 0
+
+
 if __name__ == "__main__":
     if not have_all():
         print("skipped: sip.so, voicemail.so, sipp or the prompt set is missing")
         sys.exit(77)
     main([test_notify_bodies_after_deposit_listen_delete,
           test_device_answering_500_gets_the_update_later_and_again_at_start,
-          test_subscribe_with_refresh_and_expiry])
+          test_subscribe_with_refresh_and_expiry,
+          test_subscribe_refused_untrusted_or_other_event])
