@@ -438,30 +438,26 @@ static void list_next(void)
 static void on_mailbox(void *arg, int status, const cvx_mailbox_t *mb)
 {
     cvx_mwi_t *st = arg;
-    if (M.running && status == 0) {
-        mwi_dev_t *d = dev_get(st->mailbox);
+    if (M.running && (status == 0 || status == CVX_ENOTFOUND)) {
+        /* A deleted mailbox's lamp goes off with it: sent to the device last known. */
+        mwi_dev_t *d = status == 0 ? dev_get(st->mailbox) : dev_find(st->mailbox);
         if (d != NULL) {
-            snprintf(d->device, sizeof(d->device), "%s", mb->mwi_device);
+            if (status == 0)
+                snprintf(d->device, sizeof(d->device), "%s", mb->mwi_device);
             want(d, st, 0);
         }
-        pump();
+        kick();
     }
     free(st);
 }
 
-/* A committed write changed a mailbox's lamp or counts. */
+/* A committed write changed a mailbox's lamp or counts.  The mailbox is read again first: its
+ * mwi_device may have changed since (and a mailbox created since the start is new here). */
 static void on_store_change(void *arg, const cvx_mwi_t *mwi)
 {
     (void)arg;
     if (!M.running)
         return;
-    mwi_dev_t *d = dev_find(mwi->mailbox);
-    if (d != NULL) {
-        want(d, mwi, 0);
-        kick();
-        return;
-    }
-    /* A mailbox created since the start: its device first. */
     cvx_mwi_t *copy = malloc(sizeof(*copy));
     if (copy == NULL)
         return;
