@@ -477,7 +477,7 @@ static int mwi_start(uv_loop_t *loop)
     M.running = 1;
     cvx_drv_set_listener(on_driver_event, NULL);
     if (M.st == NULL) {
-        cvx_warn("mwi: no message store in this process: no lamps are sent");
+        cvx_notice("mwi: no message store in this process: no lamps are sent");
         return 0;
     }
     cvx_store_mwi_watch(M.st, on_store_change, NULL);

@@ -208,6 +208,25 @@ def test_subscribe_with_refresh_and_expiry():
         assert d.stop() == 0
 
 
+def test_periodic_refresh_sends_the_lamp_again():
+    port = free_port()
+    with MwiDaemon(port, mwi_extra="refresh = 2s\n") as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 2005 Eve Example")
+        uas = phone(port, 2)
+        deposit(d, "2005")
+        r = finish_phone(uas)
+        assert r.rc == 0, r
+        # The same state twice: once for the deposit, once refreshed 2 s later.
+        assert notify_bodies(r.out) == [body(1, 1, 0, "2005")] * 2, r.out
+        times = re.findall(r"(\d\d):(\d\d):(\d\d\.\d+) info: .*" + sent_log("2005", "on", 1, 0),
+                           d.log())
+        secs = [int(h) * 3600 + int(m) * 60 + float(x) for h, m, x in times]
+        assert len(secs) >= 2 and 1.9 <= secs[1] - secs[0] <= 4.0, times
+        assert d.stop() == 0
+
+
 def subscribe_msg(event, via_port=5077):
     return ("SUBSCRIBE sip:2004@127.0.0.1 SIP/2.0\r\n"
             "Via: SIP/2.0/UDP 127.9.9.9:%d;branch=z9hG4bK-sub-%s\r\n"
@@ -241,5 +260,5 @@ if __name__ == "__main__":
         sys.exit(77)
     main([test_notify_bodies_after_deposit_listen_delete,
           test_device_answering_500_gets_the_update_later_and_again_at_start,
-          test_subscribe_with_refresh_and_expiry,
+          test_subscribe_with_refresh_and_expiry, test_periodic_refresh_sends_the_lamp_again,
           test_subscribe_refused_untrusted_or_other_event])
