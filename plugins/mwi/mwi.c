@@ -468,8 +468,21 @@ static void on_store_change(void *arg, const cvx_mwi_t *mwi)
 
 /* --- life ---------------------------------------------------------------------------------- */
 
+/* The lines up now, so that only a line that goes down and comes back resends its lamps. */
+static int note_line(cvx_drv_inst_t *inst, void *arg)
+{
+    unsigned *n = arg;
+    cvx_drv_inst_info_t info;
+    cvx_drv_inst_get_info(inst, &info);
+    if (info.line_up && *n < 64)
+        snprintf(M.line_up[(*n)++], sizeof(M.line_up[0]), "%s", info.name);
+    return 0;
+}
+
 static int mwi_start(uv_loop_t *loop)
 {
+    unsigned lines = 0;
+    cvx_drv_inst_foreach(note_line, &lines);
     M.loop = loop;
     M.st = cvx_store_default();
     uv_timer_init(loop, &M.timer);
