@@ -555,6 +555,12 @@ void sip_nua_callback(nua_event_t event, int status, char const *phrase, nua_t *
 sip_listener_t *sip_listener_for(sip_inst_t *si, const char *uri)
 {
     int v6 = uri != NULL && strchr(uri, '[') != NULL;
+    /* A sips: target needs a listener with the TLS transport. */
+    if (uri != NULL && strncasecmp(uri, "sips:", 5) == 0)
+        for (unsigned i = 0; i < si->nlisteners; i++)
+            if (si->listeners[i].tls && si->listeners[i].nua != NULL &&
+                (si->listeners[i].family == AF_INET6) == v6)
+                return &si->listeners[i];
     for (unsigned i = 0; i < si->nlisteners; i++)
         if ((si->listeners[i].family == AF_INET6) == v6 && si->listeners[i].nua != NULL)
             return &si->listeners[i];
@@ -579,8 +585,10 @@ int sip_dest_uri(sip_inst_t *si, const char *dest, char *buf, size_t size)
         if (!(*p == '+' || *p == '*' || *p == '#' || (*p >= '0' && *p <= '9') ||
               (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '.'))
             return CVX_EINVAL;
-    const char *host = strncasecmp(proxy, "sip:", 4) == 0 ? proxy + 4 : proxy;
-    snprintf(buf, size, "sip:%s@%s", dest, host);
+    /* A sips: proxy (a trunk over TLS) keeps its scheme: the request goes over TLS. */
+    int sips = strncasecmp(proxy, "sips:", 5) == 0;
+    const char *host = sips ? proxy + 5 : strncasecmp(proxy, "sip:", 4) == 0 ? proxy + 4 : proxy;
+    snprintf(buf, size, "%s:%s@%s", sips ? "sips" : "sip", dest, host);
     return 0;
 }
 

@@ -11,6 +11,7 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
 
 from cvxtest import main, free_port, wait_for
@@ -241,6 +242,72 @@ def test_missing_certificate_is_one_clear_line():
             taken.close()
 
 
+class TlsPeer(threading.Thread):
+    """A PBX on a TLS trunk: accepts one TLS connection with the test certificate, answers
+    each request on it 200 OK and keeps what it received."""
+
+    def __init__(self):
+        threading.Thread.__init__(self, daemon=True)
+        self.port = free_port(socket.SOCK_STREAM)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(TLS_DIR, "agent.pem"))
+        self.lsock = socket.create_server(("127.0.0.1", self.port))
+        self.lsock.settimeout(20)
+        self.ctx = ctx
+        self.requests = []
+        self.error = None
+
+    def run(self):
+        try:
+            raw, _ = self.lsock.accept()
+            conn = SipStream.__new__(SipStream)
+            conn.s = self.ctx.wrap_socket(raw, server_side=True)
+            conn.buf = b""
+            while True:
+                head, body = conn.read(20)
+                self.requests.append((head, body))
+                lines = head.split("\r\n")
+                keep = [l for l in lines[1:] if re.match(r"(Via|From|To|Call-ID|CSeq)\s*:", l,
+                                                         re.I)]
+                conn.s.sendall(("SIP/2.0 200 OK\r\n%s\r\nContent-Length: 0\r\n\r\n"
+                                % "\r\n".join(keep)).encode())
+        except Exception as e:  # the test checks what arrived; a closed connection ends it
+            self.error = e
+        finally:
+            self.lsock.close()
+
+
+def test_notify_sent_over_tls_to_a_sips_proxy():
+    peer = TlsPeer()
+    peer.start()
+    with tls_daemon("proxy = sips:127.0.0.1:%d\n" % peer.port) as d:
+        d.start()
+        # The test call flow "mwi1" sends an MWI NOTIFY (mailbox 1000, device 8000: 2 new,
+        # 1 old) and refuses the call busy.
+        c = SipStream(d.tls_port)
+        try:
+            host, lport = c.local
+            c.send("INVITE sips:mwi1@127.0.0.1:%d SIP/2.0\n"
+                   "Via: SIP/2.0/TLS %s:%d;branch=z9hG4bK-mwi-tls;rport\nMax-Forwards: 70\n"
+                   "From: <sips:tester@127.0.0.1>;tag=m1\nTo: <sips:mwi1@127.0.0.1>\n"
+                   "Call-ID: mwi-tls@test\nCSeq: 1 INVITE\n"
+                   "Contact: <sips:tester@%s:%d;transport=tls>\nContent-Length: 0\n\n"
+                   % (d.tls_port, host, lport, host, lport))
+            code, head, _ = c.response("INVITE")
+            assert code == 486, head
+        finally:
+            c.close()
+        d.wait_log(r"sipapp: mwi result 42 on sip:pbx: err 0 code 200")
+        assert peer.requests, peer.error
+        head, body = peer.requests[0]
+        assert head.startswith("NOTIFY sips:8000@127.0.0.1:%d" % peer.port), head
+        assert re.search(r"^Via: SIP/2\.0/TLS ", head, re.M), head
+        assert re.search(r"^Event: message-summary", head, re.M), head
+        assert body == ("Messages-Waiting: yes\r\nMessage-Account: sip:1000@127.0.0.1\r\n"
+                        "Voice-Message: 2/1 (0/0)\r\n"), body
+        assert d.stop() == 0
+
+
 if __name__ == "__main__":
     main([test_call_over_tls, test_failed_handshakes_do_not_disturb_the_daemon,
-          test_missing_certificate_is_one_clear_line])
+          test_notify_sent_over_tls_to_a_sips_proxy, test_missing_certificate_is_one_clear_line])
