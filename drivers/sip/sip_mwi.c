@@ -58,7 +58,8 @@ static sip_lamp_t *lamp_find(sip_inst_t *si, const char *user)
     return NULL;
 }
 
-static void lamp_remember(sip_inst_t *si, const char *user, const cvx_mwi_req_t *req)
+/* Records what req asks the device user to show; returns its entry (NULL: no memory). */
+static sip_lamp_t *lamp_remember(sip_inst_t *si, const char *user, const cvx_mwi_req_t *req)
 {
     sip_lamp_t *lp = NULL;
     for (lp = si->lamps; lp != NULL; lp = lp->next)
@@ -67,7 +68,7 @@ static void lamp_remember(sip_inst_t *si, const char *user, const cvx_mwi_req_t 
     if (lp == NULL) {
         lp = calloc(1, sizeof(*lp));
         if (lp == NULL)
-            return; /* only the sync NOTIFY of a later SUBSCRIBE loses this state */
+            return NULL; /* only the sync NOTIFY of a later SUBSCRIBE loses this state */
         snprintf(lp->user, sizeof(lp->user), "%s", user);
         lp->next = si->lamps;
         si->lamps = lp;
@@ -78,6 +79,7 @@ static void lamp_remember(sip_inst_t *si, const char *user, const cvx_mwi_req_t 
     lp->old_msgs = req->old_msgs;
     lp->new_urgent = req->new_urgent;
     lp->old_urgent = req->old_urgent;
+    return lp;
 }
 
 /* The RFC 3842 body (section 5.2): Voice-Message is new/old (urgent new/urgent old). */
@@ -145,10 +147,11 @@ int sip_op_set_mwi(void *priv, const cvx_mwi_req_t *req)
         return CVX_EINVAL;
     char user[64];
     user_of(req->device, user, sizeof(user));
-    lamp_remember(si, user[0] ? user : req->device, req);
-    sip_lamp_t *lp = lamp_find(si, user[0] ? user : req->device);
-    sip_sub_t *s = sub_for(si, user, req->mailbox);
-    if (s != NULL && s->request_id == 0 && lp != NULL)
+    sip_lamp_t *lp = lamp_remember(si, user[0] ? user : req->device, req);
+    if (lp == NULL)
+        return CVX_ENOMEM;
+    sip_sub_t *s = user[0] ? sub_for(si, user, req->mailbox) : NULL;
+    if (s != NULL && s->request_id == 0)
         return notify_in_subscription(s, lp, req->request_id);
     char uri[512];
     int rc = sip_dest_uri(si, req->device, uri, sizeof(uri));

@@ -28,7 +28,22 @@ class TlsDaemon(SipDaemon):
         if "ASAN_OPTIONS" in os.environ:
             kw["extra_env"] = {"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"] +
                                ":fast_unwind_on_malloc=0:malloc_context_size=40"}
-        return SipDaemon.start(self, *a, **kw)
+        if not kw.get("wait", True):
+            return SipDaemon.start(self, *a, **kw)
+        # Other test processes on this machine may take a port between free_port() and the
+        # bind: then the daemon says so in one line and the test moves to fresh ports.
+        for attempt in range(3):
+            try:
+                return SipDaemon.start(self, *a, **kw)
+            except AssertionError:
+                if attempt == 2 or "the address is in use" not in self.log():
+                    raise
+                old = (self.port, self.tls_port)
+                self.port, self.tls_port = free_port(), free_port(socket.SOCK_STREAM)
+                text = open(self.conf_path).read()
+                text = text.replace("127.0.0.1:%d\n" % old[0], "127.0.0.1:%d\n" % self.port)
+                text = text.replace("tls:127.0.0.1:%d" % old[1], "tls:127.0.0.1:%d" % self.tls_port)
+                open(self.conf_path, "w").write(text)
 
 
 def tls_daemon(extra=""):
