@@ -9,9 +9,11 @@ unsolicited again.
 Deposits and the subscriber's session go through the voicemail flow with sipp (the helpers of
 test/voicemail).  Only processes a test started are killed, by PID; waits poll a condition
 with a deadline."""
+import hashlib
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -254,6 +256,62 @@ def test_subscribe_refused_untrusted_or_other_event():
         assert d.stop() == 0
 
 
+def digest(user, pw, realm, nonce, method, uri, cnonce="0a4f113b", nc="00000001"):
+    md5 = lambda t: hashlib.md5(t.encode()).hexdigest()
+    ha1, ha2 = md5("%s:%s:%s" % (user, realm, pw)), md5("%s:%s" % (method, uri))
+    resp = md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
+    return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
+            'algorithm=MD5, qop=auth, nc=%s, cnonce="%s"'
+            % (user, realm, nonce, uri, resp, nc, cnonce))
+
+
+def test_subscribe_with_digest_credentials_from_an_untrusted_address():
+    port = free_port()
+    with MwiDaemon(port) as d:
+        text = open(d.conf_path).read().replace("[sip:pbx]\n", "[sip:pbx]\nauth_user = phone:pw7\n")
+        open(d.conf_path, "w").write(text)
+        d.start()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.%d" % (10 + port % 200), 0))
+        sock.settimeout(5)
+        host, lport = sock.getsockname()
+        uri = "sip:2004@127.0.0.1:%d" % d.port
+
+        def subscribe(cseq, auth=None):
+            msg = ("SUBSCRIBE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bK-dig-%d\r\n"
+                   "From: <sip:phone@%s>;tag=d1\r\nTo: <sip:2004@127.0.0.1>\r\n"
+                   "Call-ID: digest-sub@test\r\nCSeq: %d SUBSCRIBE\r\n"
+                   "Contact: <sip:phone@%s:%d>\r\nEvent: message-summary\r\nExpires: 30\r\n"
+                   "%sMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                   % (uri, host, lport, cseq, host, cseq, host, lport,
+                      "Authorization: %s\r\n" % auth if auth else ""))
+            sock.sendto(msg.encode(), ("127.0.0.1", d.port))
+            while True:
+                data, _ = sock.recvfrom(65536)
+                if status_of(data) >= 200 and b"SUBSCRIBE" in data.split(b"\r\n\r\n")[0]:
+                    return data
+
+        first = subscribe(1)
+        assert status_of(first) == 401, first
+        chal = re.search(rb'^WWW-Authenticate:.*realm="([^"]+)".*nonce="([^"]+)"', first,
+                         re.M | re.I)
+        assert chal, first
+        realm, nonce = chal.group(1).decode(), chal.group(2).decode()
+        bad = subscribe(2, digest("phone", "wrong", realm, nonce, "SUBSCRIBE", uri))
+        assert status_of(bad) == 401, bad
+        ok = subscribe(3, digest("phone", "pw7", realm, nonce, "SUBSCRIBE", uri))
+        assert status_of(ok) == 200, ok
+        d.wait_log(r"message-summary subscription of phone@%s for 2004, 30 s" % re.escape(host))
+        # The sync NOTIFY comes to the Contact: this socket.
+        while True:
+            data, _ = sock.recvfrom(65536)
+            if data.startswith(b"NOTIFY "):
+                break
+        assert b"Event: message-summary" in data and b"Messages-Waiting: no" in data, data
+        sock.close()
+        assert d.stop() == 0
+
+
 if __name__ == "__main__":
     if not have_all():
         print("skipped: sip.so, voicemail.so, sipp or the prompt set is missing")
@@ -261,4 +319,5 @@ if __name__ == "__main__":
     main([test_notify_bodies_after_deposit_listen_delete,
           test_device_answering_500_gets_the_update_later_and_again_at_start,
           test_subscribe_with_refresh_and_expiry, test_periodic_refresh_sends_the_lamp_again,
-          test_subscribe_refused_untrusted_or_other_event])
+          test_subscribe_refused_untrusted_or_other_event,
+          test_subscribe_with_digest_credentials_from_an_untrusted_address])
