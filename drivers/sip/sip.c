@@ -49,6 +49,8 @@ const cvx_option_t sip_options[] = {
      0, "The password for the registrar's digest challenge."},
     {"register_expiry", CVX_OPT_DURATION, offsetof(sip_conf_t, register_expiry_ms), "3600s", 60000,
      86400000, NULL, 0, "Registration lifetime asked for; it is refreshed before it runs out."},
+    {"register_retry", CVX_OPT_DURATION, offsetof(sip_conf_t, register_retry_ms), "30s", 1000,
+     3600000, NULL, 0, "After a failed registration, register again this long later."},
     {"proxy", CVX_OPT_STRING, offsetof(sip_conf_t, proxy), NULL, 0, 0, NULL, 0,
      "Where outbound calls, transfers and MWI go when given a bare number (sip:HOST[:PORT])."},
     {"number_map", CVX_OPT_LIST, offsetof(sip_conf_t, number_map), "", 0, 0, NULL, 0,

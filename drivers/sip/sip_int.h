@@ -45,6 +45,7 @@ typedef struct sip_conf {
     char *register_user;
     char *register_password;
     long long register_expiry_ms;
+    long long register_retry_ms;
     char *proxy;              /* where outbound calls and MWI go when given a bare number */
     cvx_strlist_t number_map; /* "FROM>TO" prefix rules */
     int redirect_pick;        /* 0 first, 1 last */

@@ -1,6 +1,6 @@
 /*
  * Registration to a trunk (REGISTER with digest credentials, refreshed by nua before it runs
- * out, retried every SIP_REG_RETRY_S after a failure; the line state follows it).  MWI is in
+ * out, retried register_retry after a failure; the line state follows it).  MWI is in
  * sip_mwi.c.
  */
 #include <stdio.h>
@@ -14,8 +14,6 @@
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "sip_int.h"
-
-#define SIP_REG_RETRY_S 30
 
 static void line(sip_inst_t *si, int up, const char *reason)
 {
@@ -63,7 +61,7 @@ static void schedule_retry(sip_inst_t *si)
         si->reg.retry = su_timer_create(su_root_task(sip_reactor_root(si->reactor)), 0);
     if (si->reg.retry != NULL)
         su_timer_set_interval(si->reg.retry, on_retry, (su_timer_arg_t *)si,
-                              SIP_REG_RETRY_S * 1000);
+                              (su_duration_t)si->conf.register_retry_ms);
 }
 
 void sip_reg_start(sip_inst_t *si)
@@ -144,8 +142,8 @@ void sip_reg_event(sip_reg_t *r, nua_event_t event, int status, char const *phra
     }
     r->registered = 0;
     snprintf(r->state, sizeof(r->state), "failed: %d %s", status, phrase ? phrase : "");
-    cvx_log_ctx(CVX_LOG_WARN, &ctx, "registration to %s failed: %d %s; retrying in %d s",
-                si->conf.registrar, status, phrase ? phrase : "", SIP_REG_RETRY_S);
+    cvx_log_ctx(CVX_LOG_WARN, &ctx, "registration to %s failed: %d %s; retrying in %lld ms",
+                si->conf.registrar, status, phrase ? phrase : "", si->conf.register_retry_ms);
     line(si, 0, "registration failed");
     /* nua gives up on a failed registration: start over later with a fresh handle. */
     nua_handle_bind(r->nh, NULL);

@@ -244,6 +244,33 @@ def test_periodic_refresh_sends_the_lamp_again():
         assert d.stop() == 0
 
 
+def test_lamps_sent_again_when_the_trunk_registers_again():
+    port, registrar = free_port(), free_port()
+    with MwiDaemon(port) as d:
+        text = open(d.conf_path).read().replace(
+            "[sip:pbx]\n", "[sip:pbx]\nregistrar = sip:127.0.0.1:%d\nregister_user = trunk\n"
+            "register_password = secret\nregister_retry = 1s\n" % registrar)
+        open(d.conf_path, "w").write(text)
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.wait_log(r"registration to sip:127\.0\.0\.1:%d failed" % registrar, timeout=40)
+        d.ok("mailbox add 2006 Fay Example")
+        uas = phone(port, 2)
+        deposit(d, "2006")
+        d.wait_log(sent_log("2006", "on", 1, 0))
+        # The registrar comes (back): the line goes up, and the lamps on it are sent again.
+        reg = sip_sipp("uas_register.xml", 9, local_port=registrar, background=True)
+        r = finish_bg(reg, 60)
+        assert r.rc == 0, r
+        d.wait_log(r"\[inst=sip:pbx\] line up: registered")
+        d.wait_log(r"mwi: line up again: sending 1 lamp")
+        r = finish_phone(uas)
+        assert r.rc == 0, r
+        assert notify_bodies(r.out) == [body(1, 1, 0, "2006")] * 2, r.out
+        assert len(re.findall(sent_log("2006", "on", 1, 0), d.log())) == 2
+        assert d.stop() == 0
+
+
 def subscribe_msg(event, via_port=5077):
     return ("SUBSCRIBE sip:2004@127.0.0.1 SIP/2.0\r\n"
             "Via: SIP/2.0/UDP 127.9.9.9:%d;branch=z9hG4bK-sub-%s\r\n"
@@ -334,5 +361,6 @@ if __name__ == "__main__":
     main([test_notify_bodies_after_deposit_listen_delete,
           test_device_answering_500_gets_the_update_later_and_again_at_start,
           test_subscribe_with_refresh_and_expiry, test_periodic_refresh_sends_the_lamp_again,
+          test_lamps_sent_again_when_the_trunk_registers_again,
           test_subscribe_refused_untrusted_or_other_event,
           test_subscribe_with_digest_credentials_from_an_untrusted_address])
