@@ -1,5 +1,8 @@
 /* callvoxd: the voicemail and unified-messaging daemon. */
 #include <stdio.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "cvx/cluster.h"
 #include "cvx/daemon.h"
@@ -49,5 +52,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "callvoxd: cannot set up the cluster\n");
         return 1;
     }
-    return cvx_daemon_main(argc, argv);
+    int status = cvx_daemon_main(argc, argv);
+#ifdef __SANITIZE_ADDRESS__
+    /* Sanitizer builds: look for leaks now, while every thread is idle.  At exit libuv's
+     * destructor joins its pool threads, and LeakSanitizer's tracer sometimes crashes on
+     * threads that are exiting ("Tracer caught signal 11", google/sanitizers#1353); the
+     * end-of-process check does not run again after this one. */
+    __lsan_do_leak_check();
+#endif
+    return status;
 }
