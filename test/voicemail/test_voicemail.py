@@ -185,7 +185,7 @@ def test_login_hears_the_message():
         assert rc == 0, out
         msg = wait_for(lambda: d.messages("1000"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
-        menu_head = generated_ulaw("message-menu")[:16000]  # its first 2 s
+        menu_head = generated_ulaw("k-replay")  # the menu starts
         audio = subscriber_call(d, [
             (heard("login"), "1000#"),
             (heard("vm-password.wav"), "4826#"),
@@ -225,7 +225,7 @@ def test_forward_with_introduction():
         assert rc == 0, out
         msg = wait_for(lambda: d.messages("1006"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
-        menu_head = generated_ulaw("message-menu")[:16000]
+        menu_head = generated_ulaw("k-replay")
 
         def speak(pad):
             """records a 2200 Hz tone as the introduction, then #"""
@@ -263,7 +263,7 @@ def test_rewind_during_playback():
         msg = wait_for(lambda: d.messages("1008"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
         head = msg_ulaw[:16000]  # its first 2 s
-        menu_head = generated_ulaw("message-menu")[:16000]
+        menu_head = generated_ulaw("k-replay")
         # '*' 2 s into the message goes back 5 s: to its start; then it plays to the end.
         audio = subscriber_call(d, [
             (heard("login"), "1008#"),
