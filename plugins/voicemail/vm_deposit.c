@@ -87,6 +87,7 @@ void vm_transfer(vm_call_t *c, const char *dest)
     cvx_log_ctx_t ctx = vm_ctx(c, "transferring");
     cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: transferring to %s", dest);
     vm_add(&l, "transfer");
+    vm_add(&l, "tail-silence"); /* the prompt has left before the transfer takes the call */
     vm_play(c, &l, NULL, after_transfer_prompt);
 }
 
