@@ -420,6 +420,8 @@ def subscriber_call(d, steps, timeout=60, div=None, refer=None, calling="sipp"):
                         pad.press(action)
         assert not steps, "the call ended before every step was taken (%d left)" % len(steps)
     finally:
+        global last_audio
+        last_audio = bytes(audio)  # for a failing test's post-mortem
         if pad:
             pad.stop()
         rc, out = finish(p)
@@ -427,3 +429,6 @@ def subscriber_call(d, steps, timeout=60, div=None, refer=None, calling="sipp"):
         os.unlink(scen)
     assert rc == 0, out
     return bytes(audio)
+
+
+last_audio = b""
