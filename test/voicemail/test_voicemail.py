@@ -343,7 +343,9 @@ def test_greeting_change():
 
         def speak(pad):
             """records the tone sequence as the greeting, then #"""
-            pad.send_audio(b"\xff" * 4000 + tones)  # half a second after the beep, then tones
+            # half a second after the beep, the tones, half a second more (the recording may lose
+            # its last moments to the # that ends it)
+            pad.send_audio(b"\xff" * 4000 + tones + b"\xff" * 4000)
             pad.press("#")
         # No messages: the options menu follows; 1 records the standard greeting.
         audio = subscriber_call(d, [
