@@ -647,10 +647,11 @@ DEPOSIT = [test_deposit_through_diversion, test_mailbox_full, test_unknown_mailb
            test_operator_from_greeting, test_star_from_greeting_logs_in, test_review_menu,
            test_too_short_recordings_dropped, test_commit_failure_never_says_saved,
            test_store_away_offers_a_deposit]
+# Two ctest entries (test_voicemail_subscriber, test_voicemail_mailbox), so that ctest -j runs
+# them side by side: each test spends its time waiting for audio in real time, not computing.
 SUBSCRIBER = [test_login_hears_the_message, test_forward_with_introduction,
-              test_rewind_during_playback,
-              test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
-              test_wrong_pins_lock_across_calls]
+              test_rewind_during_playback, test_delete_and_undelete]
+MAILBOX = [test_greeting_change, test_pin_change_policy, test_wrong_pins_lock_across_calls]
 
 if __name__ == "__main__":
     if not have_all():
