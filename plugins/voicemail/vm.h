@@ -33,38 +33,40 @@ enum { VM_MENU_MESSAGE, VM_MENU_PLAYBACK, VM_MENU_REPLY, VM_MENU_OPTIONS, VM_MEN
     X(SAVE, "save", VM_MENU_MESSAGE, "3", "k-save", "save the message")                            \
     X(FORWARD, "forward", VM_MENU_MESSAGE, "5", "k-forward",                                       \
       "forward it to a mailbox with an introduction")                                              \
-    X(PREVIOUS, "previous", VM_MENU_MESSAGE, "4", "k-previous", "the previous message")            \
-    X(NEXT, "next", VM_MENU_MESSAGE, "6#", "k-next", "the next message")                           \
+    X(PREVIOUS, "previous", VM_MENU_MESSAGE, "4", "k-previous", "go to the previous message")      \
+    X(NEXT, "next", VM_MENU_MESSAGE, "6#", "k-next", "go to the next message")                     \
     X(DELETE, "delete", VM_MENU_MESSAGE, "7", "k-delete", "delete the message")                    \
     X(UNDELETE, "undelete", VM_MENU_MESSAGE, "8", "k-undelete", "undelete the message")            \
     X(MORE, "reply_menu", VM_MENU_MESSAGE, "*", "k-more",                                          \
-      "the reply menu: reply to a local sender, call the sender back")                             \
-    X(OPTIONS, "options", VM_MENU_MESSAGE, "9", "k-options", "the mailbox options")                \
+      "open the reply menu (reply to a local sender, call the sender back)")                       \
+    X(OPTIONS, "options", VM_MENU_MESSAGE, "9", "k-options", "open the mailbox options")           \
     X(END, "end", VM_MENU_MESSAGE, "0", "k-end", "end the call")                                   \
-    X(REWIND, "rewind", VM_MENU_PLAYBACK, "*", NULL, "while a message plays: back 5 s")            \
-    X(FFWD, "fast_forward", VM_MENU_PLAYBACK, "#", NULL, "while a message plays: on 5 s")          \
+    X(REWIND, "rewind", VM_MENU_PLAYBACK, "*", NULL, "go back 5 s while a message plays")          \
+    X(FFWD, "fast_forward", VM_MENU_PLAYBACK, "#", NULL, "go on 5 s while a message plays")        \
     X(PAUSE, "pause", VM_MENU_PLAYBACK, "2", NULL,                                                 \
-      "while a message plays: pause (any key resumes)")                                            \
+      "pause while a message plays (any key resumes)")                                             \
     X(REPLY, "reply", VM_MENU_REPLY, "1", "k-reply",                                               \
-      "reply menu: record a reply into the sender's mailbox")                                      \
+      "record a reply into the sender's mailbox (reply menu)")                                     \
     X(CALLBACK, "call_sender", VM_MENU_REPLY, "2", "k-callback",                                   \
-      "reply menu: call the sender (blind transfer)")                                              \
-    X(BACK, "back", VM_MENU_REPLY, "*", "k-back", "reply menu: back to the message")               \
+      "call the sender, by a blind transfer (reply menu)")                                         \
+    X(BACK, "back", VM_MENU_REPLY, "*", "k-back", "go back to the message menu (reply menu)")      \
     X(STANDARD, "greeting_standard", VM_MENU_OPTIONS, "1", "k-standard",                           \
-      "options: record the standard greeting")                                                     \
-    X(BUSY, "greeting_busy", VM_MENU_OPTIONS, "2", "k-busy", "options: record the busy greeting")  \
+      "record the standard greeting (mailbox options)")                                            \
+    X(BUSY, "greeting_busy", VM_MENU_OPTIONS, "2", "k-busy",                                       \
+      "record the busy greeting (mailbox options)")                                                \
     X(NOANSWER, "greeting_no_answer", VM_MENU_OPTIONS, "3", "k-noanswer",                          \
-      "options: record the no-answer greeting")                                                    \
+      "record the no-answer greeting (mailbox options)")                                           \
     X(TEMPORARY, "greeting_temporary", VM_MENU_OPTIONS, "4", "k-temporary",                        \
-      "options: record the temporary greeting (with an end date)")                                 \
+      "record the temporary greeting, with an end date (mailbox options)")                         \
     X(TEMP_OFF, "temporary_off", VM_MENU_OPTIONS, "5", "k-tempoff",                                \
-      "options: turn the temporary greeting off")                                                  \
-    X(NAME, "name", VM_MENU_OPTIONS, "6", "k-name", "options: record the name")                    \
-    X(PIN, "pin", VM_MENU_OPTIONS, "7", "k-pin", "options: change the PIN")                        \
+      "turn the temporary greeting off (mailbox options)")                                         \
+    X(NAME, "name", VM_MENU_OPTIONS, "6", "k-name", "record the name (mailbox options)")           \
+    X(PIN, "pin", VM_MENU_OPTIONS, "7", "k-pin", "change the PIN (mailbox options)")               \
     X(EXTENDED, "greeting_extended", VM_MENU_OPTIONS, "8", "k-extended",                           \
-      "options: the extended absence greeting (record, or turn off)")                              \
-    X(MESSAGES, "messages", VM_MENU_OPTIONS, "9", "k-messages", "options: back to the messages")   \
-    X(OPT_END, "options_end", VM_MENU_OPTIONS, "0", "k-end", "options: end the call")
+      "record or turn off the extended absence greeting (mailbox options)")                        \
+    X(MESSAGES, "messages", VM_MENU_OPTIONS, "9", "k-messages",                                    \
+      "go back to the messages (mailbox options)")                                                 \
+    X(OPT_END, "options_end", VM_MENU_OPTIONS, "0", "k-end", "end the call (mailbox options)")
 
 #define VM_KEY_ENUM(a, o, m, d, p, h) VM_K_##a,
 typedef enum vm_action { VM_KEYS(VM_KEY_ENUM) VM_K_COUNT } vm_action_t;

@@ -70,7 +70,7 @@ static const cvx_option_t vm_options[] = {
      0,                                                                                            \
      NULL,                                                                                         \
      0,                                                                                            \
-     "Key map: the key (or keys) that " h "; two actions of one menu may not share a key."},
+     "Key map: the key (or keys, \"6#\") to " h "; two actions of one menu may not share a key."},
     VM_KEYS(VM_KEY_OPT)
 #undef VM_KEY_OPT
         CVX_OPTIONS_END,
