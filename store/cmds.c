@@ -881,8 +881,8 @@ static void complete_mailbox(cvx_cmd_comp_t *c, const char *prefix, void *arg)
     cvx_store_t *st = cvx_store_default();
     MDB_txn *txn;
     MDB_cursor *cur;
-    if (st == NULL || store__read_begin(st, &txn) != 0)
-        return;
+    if (st == NULL || st->remote != NULL || store__read_begin(st, &txn) != 0)
+        return; /* a call server completes no mailbox numbers */
     if (mdb_cursor_open(txn, st->dbi[DB_MAILBOXES], &cur) == 0) {
         size_t n = strlen(prefix);
         MDB_val k = {n, (void *)prefix}, v;
