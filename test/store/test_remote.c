@@ -97,6 +97,8 @@ static void lb_down(void)
     while (lb.head != NULL) {
         frame_t *f = lb.head;
         lb.head = f->next;
+        if (f->type == F_CALL)
+            f->call->answered = 1; /* never reached the server: no reply will come */
         free(f);
     }
     lb.tail = NULL;
