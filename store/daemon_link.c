@@ -202,6 +202,78 @@ static int cmd_show_spool(cvx_cmd_req_t *req)
     return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmd_show_store_link(cvx_cmd_req_t *req)
+{
+    cvx_store_t *st = cvx_store_default();
+    if (st == NULL || !cvx__store_is_remote(st)) {
+        cvx_cmd_error(req,
+                      "this process has the store itself (role %s): nothing goes over the "
+                      "link from here",
+                      cvx_daemon_role_name(cvx_daemon_role()));
+        return CVX_ENOTSUP;
+    }
+    store_remote_stats_t rs;
+    store_cache_stats_t cs;
+    cvx__store_remote_stats(st, &rs);
+    cvx__store_cache_stats(st, &cs);
+    uint32_t *sorted = rs.nlat ? malloc(rs.nlat * sizeof(*sorted)) : NULL;
+    uint32_t p50 = 0, p99 = 0, max = 0;
+    if (sorted != NULL) {
+        memcpy(sorted, rs.lat_us, rs.nlat * sizeof(*sorted));
+        qsort(sorted, rs.nlat, sizeof(*sorted), cmp_u32);
+        p50 = sorted[rs.nlat / 2];
+        p99 = sorted[(size_t)rs.nlat * 99 / 100];
+        max = sorted[rs.nlat - 1];
+    }
+    if (cvx_cmd_json(req)) {
+        cvx_cmd_json_bool(req, "link_up", cvx_link_up());
+        cvx_cmd_json_uint(req, "live", rs.live);
+        cvx_cmd_json_uint(req, "spooled", rs.spooled);
+        cvx_cmd_json_uint(req, "forwarded", rs.forwarded);
+        cvx_cmd_json_uint(req, "spool", cvx__store_spool_depth(st));
+        cvx_cmd_json_uint(req, "commit_p50_us", p50);
+        cvx_cmd_json_uint(req, "commit_p99_us", p99);
+        cvx_cmd_json_uint(req, "commit_max_us", max);
+        cvx_cmd_json_array(req, "commit_us");
+        for (uint32_t i = 0; i < rs.nlat; i++)
+            cvx_cmd_json_uint(req, NULL, rs.lat_us[i]);
+        cvx_cmd_json_end(req);
+        cvx_cmd_json_object(req, "cache");
+        cvx_cmd_json_uint(req, "hits", cs.hits);
+        cvx_cmd_json_uint(req, "misses", cs.misses);
+        cvx_cmd_json_uint(req, "invalidations", cs.invalidations);
+        cvx_cmd_json_uint(req, "flushes", cs.flushes);
+        cvx_cmd_json_uint(req, "served_stale", cs.served_stale);
+        cvx_cmd_json_uint(req, "version", cs.version);
+        cvx_cmd_json_end(req);
+    } else {
+        cvx_cmd_printf(req,
+                       "link %s; deposits: %llu confirmed by the system server, %llu "
+                       "spooled, %llu forwarded from the spool, %u waiting\n",
+                       cvx_link_up() ? "up" : "down", (unsigned long long)rs.live,
+                       (unsigned long long)rs.spooled, (unsigned long long)rs.forwarded,
+                       cvx__store_spool_depth(st));
+        cvx_cmd_printf(req,
+                       "end of call to durable on the system server (last %u): p50 %.1f ms, "
+                       "p99 %.1f ms, max %.1f ms\n",
+                       rs.nlat, p50 / 1000.0, p99 / 1000.0, max / 1000.0);
+        cvx_cmd_printf(req,
+                       "caches: %llu hits, %llu misses, %llu invalidations, %llu flushes, "
+                       "%llu mailbox lookups answered from the last known record\n",
+                       (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+                       (unsigned long long)cs.invalidations, (unsigned long long)cs.flushes,
+                       (unsigned long long)cs.served_stale);
+    }
+    free(sorted);
+    return 0;
+}
+
 static const cvx_cmd_t link_cmds[] = {
     {"show spool",
      {{NULL, 0, NULL, NULL, NULL}},
@@ -211,6 +283,15 @@ static const cvx_cmd_t link_cmds[] = {
      "and has not yet forwarded, oldest first: id, mailbox, time received (UTC), audio bytes, "
      "forwarding attempts and the last error.",
      cmd_show_spool,
+     NULL},
+    {"show store link",
+     {{NULL, 0, NULL, NULL, NULL}},
+     CVX_CMD_READONLY,
+     "The store over the link, as this call server sees it",
+     "Deposits confirmed by the system server, spooled and forwarded; the time from the end of "
+     "a call (the commit) to the system server's confirmation that the message is durable "
+     "(p50, p99, max of the last 8192); the caches' hits, misses and invalidations.",
+     cmd_show_store_link,
      NULL},
     CVX_CMDS_END,
 };

@@ -1141,6 +1141,28 @@ int cvx__store_remote_open(uv_loop_t *loop, const store_link_t *link,
     return 0;
 }
 
+void store__rmt_commit_latency(store_rmt_t *rm, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    rm->lat_us[rm->lat_next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    rm->lat_next = (rm->lat_next + 1) % STORE_LAT_KEEP;
+    if (rm->nlat < STORE_LAT_KEEP)
+        rm->nlat++;
+}
+
+void cvx__store_remote_stats(cvx_store_t *st, store_remote_stats_t *out)
+{
+    store_rmt_t *rm = store__rmt(st);
+    memset(out, 0, sizeof(*out));
+    if (rm == NULL)
+        return;
+    out->live = rm->live;
+    out->spooled = rm->spooled;
+    out->forwarded = rm->forwarded;
+    out->nlat = rm->nlat;
+    out->lat_us = rm->lat_us;
+}
+
 int cvx__store_spool_foreach(cvx_store_t *st, int (*fn)(void *arg, const store_spool_info_t *i),
                              void *arg)
 {

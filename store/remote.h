@@ -110,6 +110,17 @@ typedef struct store_cache_stats {
     uint64_t epoch;   /* the system server's run they were filled from */
 } store_cache_stats_t;
 void cvx__store_cache_stats(cvx_store_t *st, store_cache_stats_t *out);
+/* Deposits of the call server: committed live on the system server, spooled, forwarded from
+ * the spool; and the time from each live commit request (the end of the call) to the system
+ * server's confirmation that the message is durable, in µs, the last STORE_LAT_KEEP of them
+ * (lat_us is valid until the next request on the loop). */
+#define STORE_LAT_KEEP 8192
+typedef struct store_remote_stats {
+    uint64_t live, spooled, forwarded;
+    uint32_t nlat;
+    const uint32_t *lat_us;
+} store_remote_stats_t;
+void cvx__store_remote_stats(cvx_store_t *st, store_remote_stats_t *out);
 /* 1 when st is a remote store. */
 int cvx__store_is_remote(const cvx_store_t *st);
 

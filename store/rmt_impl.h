@@ -62,7 +62,15 @@ struct store_rmt {
     uv_timer_t fwd_timer;
     uint32_t fwd_delay_ms;
     uint64_t forwarded;
+
+    /* figures (cvx__store_remote_stats) */
+    uint64_t live, spooled;
+    uint32_t lat_us[STORE_LAT_KEEP];
+    uint32_t nlat, lat_next;
 };
+
+/* Records the time a live commit took (rstream.c). */
+void store__rmt_commit_latency(store_rmt_t *rm, uint64_t ns);
 
 store_rmt_t *store__rmt(cvx_store_t *st);
 /* Counts a request in flight (close waits for them). */

@@ -35,6 +35,7 @@ typedef struct rstream {
     uint8_t *buf;
     size_t len, cap;
     uint32_t duration_ms;
+    uint64_t commit_ns; /* uv_hrtime() of the commit request */
     cvx_store_commit_cb cb;
     void *arg;
 } rstream_t;
@@ -208,6 +209,7 @@ static void spooled(void *arg, int status, const uint8_t sha256[32])
         memcpy(res.sha256, sha256, 32);
         cvx_info("store: message %s for mailbox %s spooled (%zu bytes); %u waiting",
                  rs->base.msg.id, rs->base.msg.mailbox, rs->len, spool_depth(rm->spool));
+        rm->spooled++;
         if (rm->link.set_spool_depth != NULL)
             rm->link.set_spool_depth(rm->link.ctx, spool_depth(rm->spool));
         store__fwd_kick(rm);
@@ -256,6 +258,10 @@ static void commit_reply(void *arg, int status, const Cvxstore__Reply *r)
         res.bytes = r->deposit->bytes;
         if (r->deposit->sha256.len == 32)
             memcpy(res.sha256, r->deposit->sha256.data, 32);
+        if (!rs->greeting) {
+            rs->rm->live++;
+            store__rmt_commit_latency(rs->rm, uv_hrtime() - rs->commit_ns);
+        }
         finish(rs, 0, &res);
     } else if (!rs->greeting && store__rmt_transient(status) && !rs->rm->closing) {
         to_spool(rs, status);
@@ -270,6 +276,7 @@ int store__r_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_store_commi
     if (rs->ending)
         return CVX_EINVAL;
     rs->ending = 1;
+    rs->commit_ns = uv_hrtime();
     rs->duration_ms = duration_ms;
     rs->cb = cb;
     rs->arg = arg;

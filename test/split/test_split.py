@@ -52,16 +52,17 @@ def ok(d, command):
 class Cluster:
     """A CA, a system server and two call servers (not started)."""
 
-    def __init__(self):
+    def __init__(self, log_level="info"):
         self.tmp = tempfile.mkdtemp(prefix="cvx-split-")
         self.pki = os.path.join(self.tmp, "pki")
         for args in (["init", self.pki], ["issue", self.pki, "sys"], ["issue", self.pki, "cs1"],
                      ["issue", self.pki, "cs2"]):
             subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
         self.port = free_port(kind=1)  # SOCK_STREAM
-        self.sys = Daemon(self.link_conf("sys", listen=True) + "[log]\nlevel = info\n",
+        self.sys = Daemon(self.link_conf("sys", listen=True) + "[log]\nlevel = %s\n" % log_level,
                           role="system", name="sys")
-        self.cs = [VmDaemon(role="call", vm_extra="\n" + self.link_conf(n)) for n in ("cs1", "cs2")]
+        self.cs = [VmDaemon(role="call", vm_extra="\n" + self.link_conf(n), log_level=log_level)
+                   for n in ("cs1", "cs2")]
 
     def link_conf(self, name, listen=False):
         where = ("listen = 127.0.0.1:%d\n" % self.port) if listen else \
