@@ -58,6 +58,9 @@ static int started(cvx_cmd_req_t *req, pend_t *p, int rc)
         return CVX_CMD_PENDING;
     if (rc == CVX_EINVAL)
         cvx_cmd_error(req, "invalid argument");
+    else if (rc == CVX_ENOTSUP && cvx_store_default() != NULL && cvx_store_default()->remote)
+        cvx_cmd_error(req, "the message store is on the system server (this is a call server "
+                           "and reaches it over the link): run this there");
     free(p);
     return rc;
 }
