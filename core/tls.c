@@ -23,15 +23,18 @@ struct cvx_tls_ctx {
 
 struct cvx_tls {
     uv_tcp_t tcp;
+    uv_prepare_t flusher; /* sends what cvx_tls_write() encrypted, once per loop iteration */
+    int handles;          /* open handles; the stream is freed when the last one closed */
     uv_connect_t connect;
-    uv_shutdown_t shutdown;
     SSL *ssl;
     BIO *rbio; /* socket -> OpenSSL */
     BIO *wbio; /* OpenSSL -> socket */
     cvx_tls_callbacks_t cbs;
     void *arg;
-    int open;    /* handshake done, peer verified */
-    int closing; /* no more callbacks */
+    size_t rbudget; /* bytes read in this loop iteration */
+    int paused;     /* reading stopped until the next iteration (budget used up) */
+    int open;       /* handshake done, peer verified */
+    int closing;    /* no more callbacks */
     size_t queued;
     char peer_name[256];
     char address[64];
@@ -127,14 +130,18 @@ void cvx_tls_format_addr(const struct sockaddr *addr, char *buf, size_t size)
 static void on_closed(uv_handle_t *h)
 {
     cvx_tls_t *t = h->data;
+    if (--t->handles > 0)
+        return;
     SSL_free(t->ssl); /* frees both BIOs */
     free(t);
 }
 
 static void close_now(cvx_tls_t *t)
 {
-    if (!uv_is_closing((uv_handle_t *)&t->tcp))
+    if (!uv_is_closing((uv_handle_t *)&t->tcp)) {
+        uv_close((uv_handle_t *)&t->flusher, on_closed);
         uv_close((uv_handle_t *)&t->tcp, on_closed);
+    }
 }
 
 /* The stream ends by itself: one on_close, then the handle closes. */
@@ -262,11 +269,19 @@ static void progress(cvx_tls_t *t)
     flush(t);
 }
 
+/* Reading is shared out: a stream reads at most READ_BUDGET bytes per loop iteration, so
+ * that a peer sending a flood of small frames cannot hold the loop for long (each byte read
+ * is decrypted and its frames handled in the same callback). */
+#define READ_CHUNK  (16 * 1024)
+#define READ_BUDGET (32 * 1024)
+
+static void on_flush(uv_prepare_t *p);
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
-    static char rbuf[64 * 1024];
+    static char rbuf[READ_CHUNK];
     *buf = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
@@ -289,6 +304,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     progress(t);
+    if (t->closing)
+        return;
+    t->rbudget += (size_t)n;
+    if (t->rbudget >= READ_BUDGET) {
+        uv_read_stop((uv_stream_t *)&t->tcp);
+        t->paused = 1;
+    }
+    if (!uv_is_active((uv_handle_t *)&t->flusher))
+        uv_prepare_start(&t->flusher, on_flush);
 }
 
 static cvx_tls_t *stream_new(cvx_tls_ctx_t *ctx, uv_loop_t *loop, const cvx_tls_callbacks_t *cbs,
@@ -316,6 +340,9 @@ static cvx_tls_t *stream_new(cvx_tls_ctx_t *ctx, uv_loop_t *loop, const cvx_tls_
     t->arg = arg;
     uv_tcp_init(loop, &t->tcp);
     t->tcp.data = t;
+    uv_prepare_init(loop, &t->flusher);
+    t->flusher.data = t;
+    t->handles = 2;
     return t;
 }
 
@@ -380,6 +407,28 @@ int cvx_tls_connect(cvx_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *
     return 0;
 }
 
+/* Once per loop iteration while needed, just before the loop waits: sends what was
+ * written, and lets a stream whose read budget was used up read again. */
+static void on_flush(uv_prepare_t *p)
+{
+    cvx_tls_t *t = p->data;
+    uv_prepare_stop(p);
+    int rc = flush(t);
+    if (rc != 0) {
+        fail(t, rc, cvx_strerror(rc));
+        return;
+    }
+    t->rbudget = 0;
+    if (t->paused && !t->closing) {
+        t->paused = 0;
+        rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+        if (rc < 0)
+            fail(t, cvx_from_errno(-rc), uv_strerror(rc));
+    }
+}
+
+/* Writes are encrypted at once but sent together just before the loop next waits (a
+ * prepare handle): a burst of frames costs one write(2), not one each. */
 int cvx_tls_write(cvx_tls_t *t, const void *data, size_t len)
 {
     if (!t->open || t->closing)
@@ -392,18 +441,14 @@ int cvx_tls_write(cvx_tls_t *t, const void *data, size_t len)
         ERR_clear_error();
         return CVX_EIO;
     }
-    return flush(t);
+    if (!uv_is_active((uv_handle_t *)&t->flusher))
+        uv_prepare_start(&t->flusher, on_flush);
+    return 0;
 }
 
 size_t cvx_tls_write_queue(const cvx_tls_t *t)
 {
-    return t->queued;
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    close_now(req->handle->data);
+    return t->queued + BIO_ctrl_pending(t->wbio);
 }
 
 void cvx_tls_close(cvx_tls_t *t)
@@ -412,14 +457,14 @@ void cvx_tls_close(cvx_tls_t *t)
         return;
     t->closing = 1;
     uv_read_stop((uv_stream_t *)&t->tcp);
-    if (t->open && t->queued < 1024 * 1024) {
-        /* A close_notify, and let queued frames reach the peer before the socket closes. */
+    if (t->open) {
+        /* A close_notify after what was written.  uv_write() writes at once when nothing is
+         * queued, and close(2) still sends what the kernel holds; a peer that does not read
+         * loses the rest, and never keeps the handle open. */
         ERR_clear_error();
         SSL_shutdown(t->ssl);
         ERR_clear_error();
         flush(t);
-        if (uv_shutdown(&t->shutdown, (uv_stream_t *)&t->tcp, on_shutdown) == 0)
-            return;
     }
     close_now(t);
 }

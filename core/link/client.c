@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 
 #include "cvx/chan.h"
 #include "cvx/daemon.h"
@@ -37,13 +38,31 @@ typedef struct handler {
     void *arg;
 } handler_t;
 
+/* One system server of [link] servers: a numeric address, or a name resolved (off the loop,
+ * uv_getaddrinfo) at each attempt. */
+typedef struct srv {
+    char text[128]; /* as configured */
+    char host[128];
+    char port[8];
+    int numeric;
+    struct sockaddr_storage ss;
+} srv_t;
+
+typedef struct gai {
+    uv_getaddrinfo_t req;
+    uint64_t gen;
+} gai_t;
+
 static struct {
     uv_loop_t *loop;
     int running;
     cvx_tls_ctx_t *ctx;
-    struct sockaddr_storage addrs[MAX_SERVERS];
-    char names[MAX_SERVERS][64];
+    srv_t srv[MAX_SERVERS];
     unsigned naddrs, idx;
+    /* A name being resolved, or resolved: its addresses are tried in turn. */
+    int resolving;
+    uint64_t gen; /* bumped when an attempt is abandoned: a late resolution is ignored */
+    struct addrinfo *ai, *ai_cur;
     cvx_tls_t *tls;
     int state;
     cvx__link_rx_t rx;
@@ -156,9 +175,26 @@ static void link_down(const char *fmt, ...)
     }
     cvx__link_rx_release(&C.rx);
     set_state(C_DOWN);
+    if (C.resolving) {
+        C.resolving = 0;
+        C.gen++;
+    }
     uint64_t delay;
+    if (!was_up && C.ai_cur != NULL && C.ai_cur->ai_next != NULL) {
+        /* The name has more addresses: the next one at once. */
+        cvx_debug("link: cannot reach the system server %s at one of its addresses: %s",
+                  C.srv[C.idx].text, C.last_error);
+        C.ai_cur = C.ai_cur->ai_next;
+        if (C.running)
+            uv_timer_start(&C.retry, on_retry, 0, 0);
+        return;
+    }
+    if (C.ai != NULL) {
+        uv_freeaddrinfo(C.ai);
+        C.ai = C.ai_cur = NULL;
+    }
     if (was_up) {
-        cvx_warn("link: lost the system server %s (%s): %s", C.server_name, C.names[C.idx],
+        cvx_warn("link: lost the system server %s (%s): %s", C.server_name, C.srv[C.idx].text,
                  C.last_error);
         C.idx = 0;
         C.backoff_ms = (uint64_t)cvx__link_conf.reconnect_min_ms;
@@ -166,10 +202,11 @@ static void link_down(const char *fmt, ...)
     } else {
         /* One line per new reason, not one per attempt while the server stays away. */
         if (strcmp(C.last_logged, C.last_error) != 0)
-            cvx_warn("link: cannot reach the system server %s: %s (trying again)", C.names[C.idx],
-                     C.last_error);
+            cvx_warn("link: cannot reach the system server %s: %s (trying again)",
+                     C.srv[C.idx].text, C.last_error);
         else
-            cvx_debug("link: cannot reach the system server %s: %s", C.names[C.idx], C.last_error);
+            cvx_debug("link: cannot reach the system server %s: %s", C.srv[C.idx].text,
+                      C.last_error);
         snprintf(C.last_logged, sizeof(C.last_logged), "%s", C.last_error);
         C.idx = (C.idx + 1) % C.naddrs;
         if (C.idx == 0) {
@@ -196,6 +233,11 @@ static int send_frame(Cvxlink__Frame__Type type, uint64_t id, uint32_t method, c
 {
     if (C.tls == NULL)
         return CVX_EUNAVAIL;
+    if (cvx_tls_write_queue(C.tls) > CVX__LINK_QUEUE_MAX) {
+        link_down("the system server does not read (%zu bytes waiting to be sent)",
+                  cvx_tls_write_queue(C.tls));
+        return CVX_EUNAVAIL;
+    }
     return cvx__link_send(C.tls, type, id, method, 0, body, len);
 }
 
@@ -251,7 +293,7 @@ static void on_hello_ack(const Cvxlink__Frame *f)
     }
     C.epoch = a->server_epoch;
     cvx_notice("link: up to system server %s (%s), callvoxd %s, epoch %016llx", C.server_name,
-               C.names[C.idx], a->version, (unsigned long long)C.epoch);
+               C.srv[C.idx].text, a->version, (unsigned long long)C.epoch);
     cvxlink__hello_ack__free_unpacked(a, NULL);
     set_state(C_UP);
     C.ups++;
@@ -366,17 +408,65 @@ static void on_tls_close(cvx_tls_t *t, void *arg, int err, const char *why)
 
 static const cvx_tls_callbacks_t tls_cbs = {on_tls_open, on_tls_data, on_tls_close};
 
+static void connect_to(const struct sockaddr *addr)
+{
+    int rc = cvx_tls_connect(C.ctx, C.loop, addr, &tls_cbs, NULL, &C.tls);
+    if (rc != 0)
+        link_down("%s", cvx_strerror(rc));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    gai_t *g = (gai_t *)req;
+    int mine = g->gen == C.gen && C.running && C.resolving;
+    free(g);
+    if (!mine) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        return;
+    }
+    C.resolving = 0;
+    if (status < 0 || res == NULL) {
+        link_down("cannot resolve %s: %s", C.srv[C.idx].host,
+                  status < 0 ? uv_strerror(status) : "no address");
+        return;
+    }
+    C.ai = C.ai_cur = res;
+    connect_to(res->ai_addr);
+}
+
 static void connect_next(void)
 {
-    if (!C.running || C.tls != NULL)
+    if (!C.running || C.tls != NULL || C.resolving)
         return;
     set_state(C_CONNECTING);
     C.attempt_ms = uv_now(C.loop);
     C.server_name[0] = '\0';
-    int rc =
-        cvx_tls_connect(C.ctx, C.loop, (struct sockaddr *)&C.addrs[C.idx], &tls_cbs, NULL, &C.tls);
-    if (rc != 0)
-        link_down("%s", cvx_strerror(rc));
+    const srv_t *s = &C.srv[C.idx];
+    if (s->numeric) {
+        connect_to((const struct sockaddr *)&s->ss);
+        return;
+    }
+    if (C.ai_cur != NULL) {
+        connect_to(C.ai_cur->ai_addr);
+        return;
+    }
+    gai_t *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        link_down("out of memory");
+        return;
+    }
+    g->gen = C.gen;
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(C.loop, &g->req, on_resolved, s->host, s->port, &hints);
+    if (rc < 0) {
+        free(g);
+        link_down("cannot resolve %s: %s", s->host, uv_strerror(rc));
+        return;
+    }
+    C.resolving = 1;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -442,6 +532,26 @@ static void arm_request_timer(void)
 
 /* --- start and stop -------------------------------------------------------------------------- */
 
+/* "name:port" with a host name made of letters, digits, '.' and '-'. */
+static int split_name(const char *tok, srv_t *sv)
+{
+    const char *colon = strrchr(tok, ':');
+    if (colon == NULL || colon == tok || (size_t)(colon - tok) >= sizeof(sv->host))
+        return CVX_EINVAL;
+    for (const char *p = tok; p < colon; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '-'))
+            return CVX_EINVAL;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port <= 0 || port > 65535)
+        return CVX_EINVAL;
+    memcpy(sv->host, tok, (size_t)(colon - tok));
+    sv->host[colon - tok] = '\0';
+    snprintf(sv->port, sizeof(sv->port), "%ld", port);
+    return 0;
+}
+
 int cvx__link_client_start(uv_loop_t *loop)
 {
     const cvx__link_conf_t *cf = &cvx__link_conf;
@@ -457,12 +567,18 @@ int cvx__link_client_start(uv_loop_t *loop)
                 free(copy);
                 return CVX_EINVAL;
             }
-            if (cvx__link_parse_addr(tok, &C.addrs[C.naddrs]) != 0) {
-                cvx_error("[link] servers: '%s' is not a numeric host:port", tok);
+            srv_t *sv = &C.srv[C.naddrs];
+            memset(sv, 0, sizeof(*sv));
+            snprintf(sv->text, sizeof(sv->text), "%s", tok);
+            if (cvx__link_parse_addr(tok, &sv->ss) == 0) {
+                sv->numeric = 1;
+            } else if (split_name(tok, sv) != 0) {
+                cvx_error("[link] servers: '%s' is not host:port (a name, an IPv4 address or "
+                          "[an IPv6 address], and a port)",
+                          tok);
                 free(copy);
                 return CVX_EINVAL;
             }
-            snprintf(C.names[C.naddrs], sizeof(C.names[0]), "%s", tok);
             C.naddrs++;
         }
         free(copy);
@@ -485,7 +601,7 @@ int cvx__link_client_start(uv_loop_t *loop)
     uint64_t tick = cf->heartbeat_ms < 100 ? 50 : 100;
     uv_timer_start(&C.tick, on_tick, tick, tick);
     C.running = 1;
-    cvx_notice("link: call server %s, system servers %s%s", cvx__link_my_name(), C.names[0],
+    cvx_notice("link: call server %s, system servers %s%s", cvx__link_my_name(), C.srv[0].text,
                C.naddrs > 1 ? " and others" : "");
     connect_next();
     return 0;
@@ -497,6 +613,12 @@ void cvx__link_client_stop(void)
         return;
     int was_up = C.state == C_UP;
     C.running = 0;
+    C.resolving = 0;
+    C.gen++; /* a resolution still running is freed when it ends */
+    if (C.ai != NULL) {
+        uv_freeaddrinfo(C.ai);
+        C.ai = C.ai_cur = NULL;
+    }
     if (C.tls != NULL) {
         cvx_tls_close(C.tls);
         C.tls = NULL;
@@ -521,7 +643,7 @@ int cvx__link_client_running(void)
 
 void cvx__link_client_get_info(cvx__link_client_info_t *out)
 {
-    out->server = C.naddrs > 0 ? C.names[C.idx] : "";
+    out->server = C.naddrs > 0 ? C.srv[C.idx].text : "";
     out->name = C.server_name;
     out->state = state_names[C.state];
     out->epoch = C.epoch;

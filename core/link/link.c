@@ -74,8 +74,9 @@ int cvx__link_parse_addr(const char *s, struct sockaddr_storage *out)
         host[end - s - 1] = '\0';
         colon = end + 1;
     } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+        colon = strchr(s, ':');
+        /* An IPv6 address needs its brackets: "::1:5070" is ambiguous. */
+        if (colon == NULL || strchr(colon + 1, ':') != NULL || (size_t)(colon - s) >= sizeof(host))
             return CVX_EINVAL;
         memcpy(host, s, (size_t)(colon - s));
         host[colon - s] = '\0';
@@ -135,6 +136,9 @@ static int link_start(uv_loop_t *loop)
         if (rc == 0)
             rc = cvx__link_client_start(loop);
     }
+    if (cvx_daemon_role() != CVX_ROLE_CALL && c->servers.n > 0)
+        cvx_notice("link: [link] servers is ignored in role %s (only call servers connect)",
+                   cvx_daemon_role_name(cvx_daemon_role()));
     return rc;
 }
 

@@ -16,6 +16,9 @@
 /* The largest frame accepted: a full body plus room for the envelope's other fields. */
 #define CVX__LINK_FRAME_MAX (CVX_LINK_BODY_MAX + 256)
 
+/* A peer with more than this queued for it and not yet written is not reading: dropped. */
+#define CVX__LINK_QUEUE_MAX ((size_t)64 * 1024 * 1024)
+
 /* --- framing (frame.c) ----------------------------------------------------------------- */
 
 /* Reassembles frames from a byte stream: 4-byte big-endian length, then the frame. */

@@ -210,6 +210,11 @@ static int send_frame(conn_t *c, Cvxlink__Frame__Type type, uint64_t id, uint32_
 {
     if (c->tls == NULL || c->dead)
         return CVX_EUNAVAIL;
+    if (cvx_tls_write_queue(c->tls) > CVX__LINK_QUEUE_MAX) {
+        conn_refuse(c, "it does not read (%zu bytes waiting to be sent)",
+                    cvx_tls_write_queue(c->tls));
+        return CVX_EUNAVAIL;
+    }
     return cvx__link_send(c->tls, type, id, method, status, body, len);
 }
 
@@ -235,8 +240,10 @@ static cvx_link_peer_t *peer_get(const char *name)
     if (p == NULL)
         return NULL;
     snprintf(p->name, sizeof(p->name), "%s", name);
-    p->next = S.peers;
-    S.peers = p;
+    cvx_link_peer_t **tail = &S.peers;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = p; /* `show callservers` lists them in the order they first came */
     S.npeers++;
     return p;
 }
@@ -544,15 +551,16 @@ int cvx_link_reply(cvx_link_req_t *req, int status, const void *body, size_t len
     int rc = 0;
     conn_t *c = req->conn;
     if (c != NULL) {
-        rc = send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, status, body, len);
-        if (rc == CVX_ERANGE) /* the caller must still hear of its request */
-            send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, CVX_ERANGE, NULL, 0);
+        /* Unlinked first: sending may drop the connection (a peer that does not read). */
         if (req->next != NULL)
             req->next->prev = req->prev;
         if (req->prev != NULL)
             req->prev->next = req->next;
         else
             c->reqs = req->next;
+        rc = send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, status, body, len);
+        if (rc == CVX_ERANGE) /* the caller must still hear of its request */
+            send_frame(c, CVXLINK__FRAME__TYPE__REPLY, req->id, 0, CVX_ERANGE, NULL, 0);
     }
     free(req);
     return rc == CVX_EUNAVAIL ? 0 : rc;

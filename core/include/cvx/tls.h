@@ -53,11 +53,12 @@ int cvx_tls_accept(cvx_tls_ctx_t *ctx, uv_stream_t *server, const cvx_tls_callba
 int cvx_tls_connect(cvx_tls_ctx_t *ctx, uv_loop_t *loop, const struct sockaddr *addr,
                     const cvx_tls_callbacks_t *cbs, void *arg, cvx_tls_t **out);
 
-/* Encrypts and queues data (after on_open).  Returns 0 or CVX_E* (CVX_ESTATE before the
- * handshake or after close). */
+/* Encrypts and queues data (after on_open); what is written during one loop iteration goes
+ * to the socket together, before the loop next waits.  Returns 0 or CVX_E* (CVX_ESTATE
+ * before the handshake or after close). */
 int cvx_tls_write(cvx_tls_t *t, const void *data, size_t len);
 
-/* Bytes queued for the socket and not yet written (for back-pressure decisions). */
+/* Bytes encrypted or queued for the socket and not yet written (for back-pressure). */
 size_t cvx_tls_write_queue(const cvx_tls_t *t);
 
 /* Closes the stream (sending a close_notify when the handshake was done).  No callback is
