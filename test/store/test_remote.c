@@ -725,6 +725,60 @@ static void test_greeting_cache(void **state)
     assert_int_equal(cs.epoch, 2);
 }
 
+typedef struct dwait {
+    int done, status;
+    size_t n;
+    cvx_dir_entry_t e[8];
+} dwait_t;
+
+static void on_dir(void *arg, int status, const cvx_dir_entry_t *e, size_t n)
+{
+    dwait_t *w = arg;
+    w->status = status;
+    w->n = n;
+    for (size_t i = 0; i < n && i < 8; i++)
+        w->e[i] = e[i];
+    w->done = 1;
+}
+
+static int dir_search(fx_t *f, const char *digits, dwait_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    int rc = cvx_store_dir_search(lb.remote, digits, 8, on_dir, w);
+    if (rc != 0)
+        return rc;
+    st_run(&f->e, &w->done);
+    return w->status;
+}
+
+static void test_directory_cache(void **state)
+{
+    fx_t *f = *state;
+    run_until(f, never, 30); /* the caches are revalidated after the link came up */
+    dwait_t w;
+    /* "LOV" = 568: Lovelace */
+    assert_int_equal(dir_search(f, "568", &w), 0);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.e[0].number, "2001");
+    store_cache_stats_t cs;
+    cvx__store_cache_stats(lb.remote, &cs);
+    uint64_t misses = cs.misses;
+    /* the same search again: from the cache, also with the system server away */
+    lb_down();
+    assert_int_equal(dir_search(f, "568", &w), 0);
+    assert_int_equal(w.n, 1);
+    cvx__store_cache_stats(lb.remote, &cs);
+    assert_int_equal(cs.hits, 1);
+    assert_int_equal(cs.misses, misses);
+    lb_up(1);
+    run_until(f, never, 30);
+    /* a new mailbox on the system server: the push drops directory results */
+    assert_int_equal(st_put(&f->e, "2004", "Linus", "Lovelace", CVX_PUT_CREATE), 0);
+    run_until(f, never, 30);
+    assert_int_equal(dir_search(f, "568", &w), 0);
+    assert_int_equal(w.n, 2);
+}
+
 static void test_pin_over_link(void **state)
 {
     fx_t *f = *state;
@@ -771,6 +825,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_when_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mwi_push_and_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greeting_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_directory_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pin_over_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_request_refused, setup, teardown),
     };
