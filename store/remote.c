@@ -491,6 +491,7 @@ static void dir_flush(store_rmt_t *rm)
         free(d->e);
         free(d);
     }
+    rm->ndir = 0;
 }
 
 static void cache_flush(store_rmt_t *rm)
@@ -500,6 +501,7 @@ static void cache_flush(store_rmt_t *rm)
         rm->greetings = g->next;
         gcache_free(g);
     }
+    rm->greeting_bytes = 0;
     dir_flush(rm);
 }
 
@@ -509,6 +511,7 @@ static void cache_drop_mailbox(store_rmt_t *rm, const char *number)
         gcache_t *g = *pp;
         if (strcmp(g->mailbox, number) == 0) {
             *pp = g->next;
+            rm->greeting_bytes -= g->len;
             gcache_free(g);
         } else {
             pp = &g->next;
@@ -652,8 +655,11 @@ static void dir_reply(void *arg, int status, const Cvxstore__Reply *r)
                 memcpy(copy, e, n * sizeof(*copy));
             d->e = copy;
             d->n = n;
+            if (rm->ndir >= STORE_DCACHE_MAX)
+                dir_flush(rm);
             d->next = rm->dir;
             rm->dir = d;
+            rm->ndir++;
         } else {
             free(d);
             free(copy);
@@ -959,6 +965,20 @@ static void fill_done(rreader_t *r)
     r->fill_chunks = NULL;
     g->next = rm->greetings;
     rm->greetings = g;
+    rm->greeting_bytes += g->len;
+    /* Over the bound: the oldest entries go (the list is newest first). */
+    gcache_t **pp = &rm->greetings;
+    size_t kept = 0;
+    while (*pp != NULL && kept + (*pp)->len <= STORE_GCACHE_BYTES) {
+        kept += (*pp)->len;
+        pp = &(*pp)->next;
+    }
+    while (*pp != NULL) {
+        gcache_t *old = *pp;
+        *pp = old->next;
+        gcache_free(old);
+    }
+    rm->greeting_bytes = kept;
 }
 
 static void fill_add(rreader_t *r, const uint8_t *data, size_t len)

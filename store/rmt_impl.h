@@ -23,6 +23,10 @@ struct gcache {
     uint32_t nchunks;
 };
 
+/* Bounds of the caches: past them the oldest greetings go, or all directory results. */
+#define STORE_GCACHE_BYTES (32u << 20)
+#define STORE_DCACHE_MAX   1024
+
 /* Directory search results kept by the call server. */
 typedef struct dcache dcache_t;
 struct dcache {
@@ -53,8 +57,10 @@ struct store_rmt {
     int cache_valid;      /* revalidated since the link came up */
     uint64_t cache_epoch; /* the system server's run they were filled from */
     uint64_t cache_version;
-    gcache_t *greetings;
+    gcache_t *greetings; /* most recently added first */
+    size_t greeting_bytes;
     dcache_t *dir;
+    unsigned ndir;
     store_cache_stats_t stats;
 
     /* forwarder (forward.c) */
