@@ -27,6 +27,8 @@ struct sobj {
     cvx_store_reader_t *reader;
     void *pending;  /* the request waiting for the reader (open or next) */
     int append_err; /* a failed append: the commit reports it */
+    int committing; /* the stream's commit is with the store: its callback frees this */
+    int unlinked;   /* no longer in srv->objs (its call server went away meanwhile) */
 };
 
 struct store_server {
@@ -96,15 +98,26 @@ static sobj_t *find_obj(store_server_t *srv, const char *peer, uint64_t handle)
     return NULL;
 }
 
-static void drop_obj(store_server_t *srv, sobj_t *o)
+static void unlink_obj(store_server_t *srv, sobj_t *o)
 {
     for (sobj_t **pp = &srv->objs; *pp != NULL; pp = &(*pp)->next)
         if (*pp == o) {
             *pp = o->next;
             break;
         }
+    o->unlinked = 1;
+}
+
+static void drop_obj(store_server_t *srv, sobj_t *o)
+{
+    if (!o->unlinked)
+        unlink_obj(srv, o);
     free(o);
 }
+
+/* The call server is gone (or the service stops): a stream being recorded is aborted; one
+ * being committed finishes (its callback frees it); a reader is closed. */
+static void forget_obj(store_server_t *srv, sobj_t *o);
 
 static sobj_t *new_obj(store_server_t *srv, const char *peer, uint64_t handle)
 {
@@ -444,13 +457,15 @@ static void dispatch(store_server_t *srv, void *req, const char *peer, unsigned 
         }
         NEWQ();
         q->obj = o;
+        o->committing = 1;
         rc = cvx_store_stream_commit(o->stream, rq->duration_ms, commit_cb, q);
         if (rc != 0)
             drop_obj(srv, o); /* the store freed the stream */
         break;
     case RM_ABORT:
         o = find_obj(srv, peer, rq->handle);
-        if (o != NULL && o->stream != NULL) {
+        /* An abort after a commit (the call server gave up waiting) leaves the commit be. */
+        if (o != NULL && o->stream != NULL && !o->committing) {
             cvx_store_stream_abort(o->stream);
             drop_obj(srv, o);
         }
@@ -600,17 +615,25 @@ void cvx__store_server_peer_down(store_server_t *srv, const char *peer)
     while (o != NULL) {
         sobj_t *next = o->next;
         if (strcmp(o->peer, peer) == 0) {
-            if (o->stream != NULL) {
+            if (o->stream != NULL && !o->committing)
                 cvx_info("store service: call server %s went away while recording: its "
                          "recording is dropped (the call server spools it)",
                          peer);
-                cvx_store_stream_abort(o->stream);
-                drop_obj(srv, o);
-            } else if (o->reader != NULL) {
-                close_reader(srv, o);
-            }
+            forget_obj(srv, o);
         }
         o = next;
+    }
+}
+
+static void forget_obj(store_server_t *srv, sobj_t *o)
+{
+    if (o->stream != NULL && o->committing) {
+        unlink_obj(srv, o); /* the commit goes on; its answer is dropped by the link */
+    } else if (o->stream != NULL) {
+        cvx_store_stream_abort(o->stream);
+        drop_obj(srv, o);
+    } else {
+        close_reader(srv, o);
     }
 }
 
@@ -666,15 +689,8 @@ void cvx__store_server_destroy(store_server_t *srv)
 {
     if (srv == NULL)
         return;
-    while (srv->objs != NULL) {
-        sobj_t *o = srv->objs;
-        if (o->stream != NULL) {
-            cvx_store_stream_abort(o->stream);
-            drop_obj(srv, o);
-        } else {
-            close_reader(srv, o);
-        }
-    }
+    while (srv->objs != NULL)
+        forget_obj(srv, srv->objs);
     if (srv->st->change_arg == srv) {
         srv->st->change_fn = NULL;
         srv->st->mwi_link_fn = NULL;

@@ -54,6 +54,7 @@ static struct lb {
     pcall_t *calls;
     /* faults */
     int drop_commit_reply; /* the next commit's reply is lost and the link goes down */
+    int down_after_commit; /* the link goes down as soon as the server has the commit */
     int pending_down;
     unsigned calls_sent, commits;
 } lb;
@@ -133,6 +134,12 @@ static void lb_process(uv_idle_t *h)
             lb.tail = NULL;
         if (f->type == F_CALL) {
             cvx__store_server_method(lb.srv, f->call, "cs1", f->method, f->body, f->len);
+            if (lb.down_after_commit && f->method == RM(RM_COMMIT)) {
+                lb.down_after_commit = 0;
+                free(f);
+                lb_down(); /* drops what is queued; the commit goes on in the writer */
+                return;
+            }
         } else if (f->type == F_REPLY) {
             pcall_t *c = f->call;
             drop_call(c);
@@ -540,6 +547,27 @@ static void test_lost_commit_reply_is_not_duplicated(void **state)
     assert_int_equal(mb.msgs_new, 1);
 }
 
+static void test_link_lost_during_commit(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[7000];
+    st_audio_for("c1", a, sizeof(a));
+    /* The call server goes away while the system server's writer has the commit: the commit
+     * completes there, the call server spools its copy, and forwarding it later reports a
+     * duplicate.  One message, nothing freed twice (ASan). */
+    lb.down_after_commit = 1;
+    assert_int_equal(REMOTE(f, st_deposit(&f->e, "c1", "2001", a, sizeof(a), 7000, NULL)), 0);
+    assert_int_equal(cvx__store_spool_depth(lb.remote), 1);
+    lb_up(1);
+    run_until(f, spool_empty, 5000);
+    assert_int_equal(cvx__store_spool_depth(lb.remote), 0);
+    cvx_message_t all[4];
+    size_t cnt = 0;
+    assert_int_equal(st_list(&f->e, "2001", CVX_FOLDER_ANY, all, 4, &cnt), 0);
+    assert_int_equal(cnt, 1);
+    assert_string_equal(all[0].id, "c1");
+}
+
 static void test_spool_survives_restart(void **state)
 {
     fx_t *f = *state;
@@ -821,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deposit_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_and_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_commit_reply_is_not_duplicated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_lost_during_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_when_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mwi_push_and_report, setup, teardown),
