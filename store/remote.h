@@ -72,7 +72,6 @@ typedef struct store_remote_conf {
     uint64_t spool_map_size;  /* bytes; 0: 1 GB */
     uint32_t retry_ms;        /* first delay before re-sending a message that failed */
     uint32_t retry_max_ms;    /* the delay doubles up to this */
-    uint32_t request_timeout; /* unused by the store (the link times calls out) */
 } store_remote_conf_t;
 
 /*

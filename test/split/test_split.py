@@ -40,7 +40,7 @@ def shell(d, command):
 def restart(d, starts):
     """Starts d again; starts is how many times it has started before (its log is kept)."""
     d.start(wait=False)
-    d.wait_log(r"callvoxd \S+ started", timeout=20, count=starts + 1)
+    d.wait_log(r"callvoxd \S+ started", timeout=60, count=starts + 1)
 
 
 def ok(d, command):
@@ -75,9 +75,9 @@ class Cluster:
         self.sys.start()
         for c in self.cs:
             c.start()
-            c.wait_log(r"voicemail: \d+ prompts loaded")
+            c.wait_log(r"voicemail: \d+ prompts loaded", timeout=60)
         for c in self.cs:
-            c.wait_log(r"link: up to system server", timeout=20)
+            c.wait_log(r"link: up to system server", timeout=60)
 
     def close(self):
         for c in self.cs:
@@ -113,11 +113,16 @@ def check_audio(sysd, msgs):
     assert doc.get("status") == "ok", doc  # every blob matches its SHA-256, counts agree
 
 
+SCENARIO = []  # (scenario, pcap): made once, removed at exit
+
+
 def deposit(c, mailbox, calls, background=False, rate=None):
-    scen, pcap = deposit_scenario()
-    r = sipp(scen, c.port, "8000", calls=calls, limit=calls, rate=rate or 20,
-             keys={"div": DIV % mailbox}, timeout=120, background=background)
-    return r, scen, pcap
+    """sipp leaving calls messages for mailbox on call server c; returns (rc, output), or the
+    process when background."""
+    if not SCENARIO:
+        SCENARIO.append(deposit_scenario())
+    return sipp(SCENARIO[0][0], c.port, "8000", calls=calls, limit=calls, rate=rate or 20,
+                keys={"div": DIV % mailbox}, timeout=120, background=background)
 
 
 def test_system_server_killed_during_deposits():
@@ -128,14 +133,14 @@ def test_system_server_killed_during_deposits():
         ok(cl.sys, "mailbox add 2000 Bob Example")
         # link up: both call servers deposit into the system server's store
         for c, mb in zip(cl.cs, ("1000", "2000")):
-            (rc, out), scen, pcap = deposit(c, mb, 2)
+            rc, out = deposit(c, mb, 2)
             assert rc == 0, out
         wait_for(lambda: len(messages(cl.sys, "1000")) == 2 and len(messages(cl.sys, "2000")) == 2,
                  30, "4 messages on the system server")
         assert spool(cl.cs[0]) == [] and spool(cl.cs[1]) == []
 
         # SIGKILL the system server while 6 callers on each call server are leaving messages
-        procs = [deposit(c, mb, 6, background=True, rate=3)[0]
+        procs = [deposit(c, mb, 6, background=True, rate=3)
                  for c, mb in zip(cl.cs, ("1000", "2000"))]
         wait_for(lambda: len(messages(cl.sys, "1000")) + len(messages(cl.sys, "2000")) >= 5,
                  30, "some of the new messages on the system server")
@@ -145,7 +150,7 @@ def test_system_server_killed_during_deposits():
             assert rc == 0, out  # every caller was answered and heard the whole flow
         # ... and more callers while it is away: answered, and spooled
         for c, mb in zip(cl.cs, ("1000", "2000")):
-            (rc, out), scen, pcap = deposit(c, mb, 3)
+            rc, out = deposit(c, mb, 3)
             assert rc == 0, out
         depth = [len(spool(c)) for c in cl.cs]
         assert depth[0] >= 3 and depth[1] >= 3, depth
@@ -177,11 +182,11 @@ def test_call_server_killed_mid_forward():
         cl.start()
         ok(cl.sys, "mailbox add 3000 Carol Example")
         cs = cl.cs[0]
-        (rc, out), scen, pcap = deposit(cs, "3000", 1)
+        rc, out = deposit(cs, "3000", 1)
         assert rc == 0, out
         wait_for(lambda: len(messages(cl.sys, "3000")) == 1, 30, "the first message")
         assert cl.sys.stop() == 0
-        (rc, out), scen, pcap = deposit(cs, "3000", N, rate=50)
+        rc, out = deposit(cs, "3000", N, rate=50)
         assert rc == 0, out
         assert len(spool(cs)) == N
         restart(cl.sys, 1)
@@ -206,4 +211,8 @@ if __name__ == "__main__":
     if not have_all() or not os.path.exists(CA_TOOL):
         print("SKIP: needs sip.so, voicemail.so, sipp, the prompt set and tools/ca/callvox-ca")
         sys.exit(77)
-    main([test_system_server_killed_during_deposits, test_call_server_killed_mid_forward])
+    try:
+        main([test_system_server_killed_during_deposits, test_call_server_killed_mid_forward])
+    finally:
+        for path in SCENARIO[0] if SCENARIO else ():
+            os.unlink(path)
