@@ -118,6 +118,31 @@ void cvx_link_client_on_state(cvx_link_state_fn fn, void *arg)
     }
 }
 
+void cvx_link_client_off_state(cvx_link_state_fn fn, void *arg)
+{
+    for (unsigned i = 0; i < C.nstate_fns; i++)
+        if (C.state_fns[i] == fn && C.state_args[i] == arg) {
+            C.nstate_fns--;
+            memmove(&C.state_fns[i], &C.state_fns[i + 1],
+                    (C.nstate_fns - i) * sizeof(C.state_fns[0]));
+            memmove(&C.state_args[i], &C.state_args[i + 1],
+                    (C.nstate_fns - i) * sizeof(C.state_args[0]));
+            return;
+        }
+}
+
+/* Calls the state callbacks (a copy of the list: one may remove itself). */
+static void tell_state(int up)
+{
+    cvx_link_state_fn fns[MAX_STATE_FNS];
+    void *args[MAX_STATE_FNS];
+    unsigned n = C.nstate_fns;
+    memcpy(fns, C.state_fns, n * sizeof(fns[0]));
+    memcpy(args, C.state_args, n * sizeof(args[0]));
+    for (unsigned i = 0; i < n; i++)
+        fns[i](args[i], up, C.epoch);
+}
+
 void cvx_link_client_set_spool_depth(uint32_t n)
 {
     C.spool = n;
@@ -223,8 +248,7 @@ static void link_down(const char *fmt, ...)
         uv_timer_start(&C.retry, on_retry, delay, 0);
     if (was_up) {
         fail_pending(CVX_EUNAVAIL);
-        for (unsigned i = 0; i < C.nstate_fns; i++)
-            C.state_fns[i](C.state_args[i], 0, C.epoch);
+        tell_state(0);
     }
 }
 
@@ -304,8 +328,7 @@ static void on_hello_ack(const Cvxlink__Frame *f)
     C.next_ping_ms = now;
     C.next_status_ms = now + (uint64_t)cvx__link_conf.heartbeat_ms;
     send_status();
-    for (unsigned i = 0; i < C.nstate_fns; i++)
-        C.state_fns[i](C.state_args[i], 1, C.epoch);
+    tell_state(1);
 }
 
 static void on_reply(const Cvxlink__Frame *f)
@@ -627,8 +650,7 @@ void cvx__link_client_stop(void)
     set_state(C_DOWN);
     fail_pending(CVX_EUNAVAIL);
     if (was_up)
-        for (unsigned i = 0; i < C.nstate_fns; i++)
-            C.state_fns[i](C.state_args[i], 0, C.epoch);
+        tell_state(0);
     uv_close((uv_handle_t *)&C.retry, NULL);
     uv_close((uv_handle_t *)&C.tick, NULL);
     uv_close((uv_handle_t *)&C.reqt, NULL);

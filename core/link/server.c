@@ -18,6 +18,7 @@
 
 #define MAX_HANDLERS 16
 #define MAX_PEERS    1024 /* call servers remembered (up or down) for `show callservers` */
+#define MAX_WAITING  64   /* connections at once that have not finished their hello */
 
 typedef struct conn conn_t;
 
@@ -71,6 +72,7 @@ static struct {
     conn_t *conns;
     cvx_link_peer_t *peers;
     unsigned npeers;
+    uint64_t turned_away, turned_away_logged_ms;
     handler_t methods[MAX_HANDLERS];
     handler_t pushes[MAX_HANDLERS];
     cvx_link_peer_fn peer_fns[8];
@@ -132,10 +134,33 @@ void cvx_link_server_on_peer(cvx_link_peer_fn fn, void *arg)
     }
 }
 
-static void tell_peer_state(const char *name, int up)
+void cvx_link_server_off_peer(cvx_link_peer_fn fn, void *arg)
 {
     for (unsigned i = 0; i < S.npeer_fns; i++)
-        S.peer_fns[i](S.peer_args[i], name, up);
+        if (S.peer_fns[i] == fn && S.peer_args[i] == arg) {
+            S.npeer_fns--;
+            memmove(&S.peer_fns[i], &S.peer_fns[i + 1], (S.npeer_fns - i) * sizeof(S.peer_fns[0]));
+            memmove(&S.peer_args[i], &S.peer_args[i + 1],
+                    (S.npeer_fns - i) * sizeof(S.peer_args[0]));
+            return;
+        }
+}
+
+uint64_t cvx_link_server_epoch(void)
+{
+    return S.running ? S.epoch : 0;
+}
+
+static void tell_peer_state(const char *name, int up)
+{
+    /* A copy of the list: a callback may remove itself. */
+    cvx_link_peer_fn fns[8];
+    void *args[8];
+    unsigned n = S.npeer_fns;
+    memcpy(fns, S.peer_fns, n * sizeof(fns[0]));
+    memcpy(args, S.peer_args, n * sizeof(args[0]));
+    for (unsigned i = 0; i < n; i++)
+        fns[i](args[i], name, up);
 }
 
 /* --- connections --------------------------------------------------------------------------- */
@@ -256,6 +281,11 @@ static void on_hello(conn_t *c, const Cvxlink__Frame *f)
         return;
     }
     const char *cn = cvx_tls_peer_name(c->tls);
+    if (cn[0] == '\0' || strlen(cn) >= sizeof(((cvx_link_peer_t *)0)->name)) {
+        conn_refuse(c, "the certificate's common name is %s", cn[0] == '\0' ? "empty" : "too long");
+        cvxlink__hello__free_unpacked(h, NULL);
+        return;
+    }
     if (strcmp(h->name, cn) != 0) {
         conn_refuse(c, "hello names '%s', the certificate '%s'", h->name, cn);
         cvxlink__hello__free_unpacked(h, NULL);
@@ -474,6 +504,24 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     snprintf(c->address, sizeof(c->address), "%s", cvx_tls_peer_address(c->tls));
+    /* Connections that have not said hello yet are limited, so that a flood of them cannot
+     * use up descriptors and memory; one line per 10 s says how many were turned away. */
+    unsigned waiting = 0;
+    for (conn_t *o = S.conns; o != NULL; o = o->next)
+        waiting += o->state != CONN_UP;
+    if (waiting >= MAX_WAITING) {
+        uint64_t now = uv_now(S.loop);
+        S.turned_away++;
+        if (now - S.turned_away_logged_ms >= 10000 || S.turned_away_logged_ms == 0) {
+            cvx_warn("link: refused the connection from %s: %u connections are already "
+                     "waiting for their handshake or hello (%llu turned away so far)",
+                     c->address, waiting, (unsigned long long)S.turned_away);
+            S.turned_away_logged_ms = now;
+        }
+        cvx_tls_close(c->tls);
+        free(c);
+        return;
+    }
     c->created_ms = c->last_rx_ms = uv_now(S.loop);
     c->next = S.conns;
     if (S.conns != NULL)

@@ -17,7 +17,9 @@
  *   linktest pushes             pushes received (both roles)
  *   linktest spool <n>          sets the spool depth the status reports carry
  *   linktest rtt <n> [bytes]    n echo requests one after the other; prints p50/p99/max
+ *   linktest events             peer (system) or link state (call) changes seen, one a line
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,38 @@ typedef struct seqstate {
     long last;
 } seqstate_t;
 static seqstate_t seqs[16];
+
+static char events[4096];
+static size_t nevents_len;
+
+static void note_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note_event(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(events + nevents_len, sizeof(events) - nevents_len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof(events) - nevents_len)
+        nevents_len += (size_t)n;
+}
+
+static void on_peer(void *arg, const char *peer, int up)
+{
+    (void)arg;
+    note_event("%s %s\n", peer, up ? "up" : "down");
+}
+
+static void on_state(void *arg, int up, uint64_t epoch)
+{
+    (void)arg;
+    note_event("%s %016llx\n", up ? "up" : "down", (unsigned long long)epoch);
+}
+
+static int cmd_events(cvx_cmd_req_t *req)
+{
+    cvx_cmd_printf(req, "%s", events);
+    return 0;
+}
 
 static void note_push(const char *from, const uint8_t *body, size_t len)
 {
@@ -376,6 +410,13 @@ static const cvx_cmd_t cmds[] = {
      "Sends n echo requests one after the other and prints the round-trip percentiles.",
      cmd_rtt,
      NULL},
+    {"linktest events",
+     {{0}},
+     CVX_CMD_HIDDEN,
+     "link test: state changes",
+     "Lists the peer or link state changes seen.",
+     cmd_events,
+     NULL},
     {"linktest pushes",
      {{0}},
      CVX_CMD_HIDDEN,
@@ -393,8 +434,12 @@ static int lm_load(cvx_module_env_t *env)
         rc = cvx_link_serve(SVC, serve, NULL);
         if (rc == 0)
             rc = cvx_link_server_on_push(SVC, on_server_push, NULL);
+        cvx_link_server_on_peer(on_peer, NULL);
+        cvx_link_server_on_peer(on_peer, NULL); /* the same pair again: no second call */
     } else {
         rc = cvx_link_client_on_push(SVC, on_client_push, NULL);
+        cvx_link_client_on_state(on_state, NULL);
+        cvx_link_client_on_state(on_state, NULL);
     }
     if (rc == 0)
         rc = cvx_cmd_register(cmds);
@@ -409,6 +454,8 @@ static void lm_unload(void)
     cvx_link_serve(SVC, NULL, NULL);
     cvx_link_server_on_push(SVC, NULL, NULL);
     cvx_link_client_on_push(SVC, NULL, NULL);
+    cvx_link_server_off_peer(on_peer, NULL);
+    cvx_link_client_off_state(on_state, NULL);
     cvx_cmd_unregister(cmds);
 }
 

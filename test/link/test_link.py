@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from cvxtest import BUILD, Daemon, free_port, main, wait_for
+from cvxtest import BUILD, Daemon, free_port, main, run_callvoxd, wait_for
 
 CALLVOX = os.path.join(BUILD, "bin", "callvox")
 CA_TOOL = os.path.join(BUILD, "bin", "callvox-ca")
@@ -198,6 +198,10 @@ def test_show_callservers_lists_both():
         cs = callservers(sys)
         assert (cs["call2"]["state"], cs["call1"]["state"]) == ("down", "up"), cs
         assert cs["call2"]["since"] >= before, cs
+        # What the services above the link were told (each once).
+        assert x(sys, "linktest events")[1] in ("call1 up\ncall2 up\ncall2 down\n",
+                                                "call2 up\ncall1 up\ncall2 down\n")
+        assert x(c1, "linktest events")[1] == "up %s\n" % link["epoch"]
 
 
 def test_request_reply_order_and_push():
@@ -392,6 +396,18 @@ def test_bad_peers_are_refused_and_do_not_disturb():
             assert x(c, "linktest call 1 still fine") == (0, "still fine\n", "")
             assert x_json(c, "show link")["result"]["reconnects"] == 0
 
+        # A flood of connections that never say anything: 64 may wait at once, the next are
+        # turned away (one line), and the call servers go on working meanwhile.
+        flood = [socket.create_connection(("127.0.0.1", cl.port)) for _ in range(70)]
+        sys.wait_log(r"warning: link: refused the connection from 127\.0\.0\.1:\d+: 64 "
+                     r"connections are already waiting for their handshake or hello \(1 turned "
+                     r"away so far\)")
+        assert x(c1, "linktest call 1 during the flood") == (0, "during the flood\n", "")
+        for f in flood:
+            f.close()
+        assert len(re.findall(r"turned away so far", sys.log())) == 1, sys.log()
+        assert all(c["state"] == "up" for c in callservers(sys).values())
+
 
 def test_system_server_killed_and_restarted():
     with Cluster() as cl:
@@ -424,6 +440,9 @@ def test_system_server_killed_and_restarted():
             assert x(c, "linktest call 1 back") == (0, "back\n", "")
         epochs = re.findall(r"link: listening for call servers on \S+ as sys1 \(epoch ([0-9a-f]+)\)",
                             cl.sys.log())
+        for c in (c1, c2):
+            assert x(c, "linktest events")[1] == "up {0}\ndown {0}\nup {1}\n".format(
+                epoch1, epochs[1]), x(c, "linktest events")
         assert len(epochs) == 2 and epochs[0] == epoch1 and epochs[1] != epoch1, epochs
         cs = wait_for(lambda: (lambda cs: len(cs) == 2 and all(c["state"] == "up" for c in cs.values())
                                and cs)(callservers(cl.sys)), 5, "both listed again")
@@ -431,6 +450,14 @@ def test_system_server_killed_and_restarted():
 
 
 def test_configuration_errors():
+    # The [link] table checks keys and bounds like every section (--check-config).
+    d = Daemon("[link]\nlisten = 127.0.0.1:5999\nheartbeat_ms = 10\nbogus = 1\n", role="system",
+               general={"module_dir": MODULES})
+    with d:
+        rc, out = run_callvoxd(["--check-config", "--config", d.conf_path])
+        assert rc == 2, (rc, out)
+        assert "%s:9: [link] heartbeat_ms: 10 is out of range (50..600000)" % d.conf_path in out, out
+        assert "%s:10: [link] unknown key 'bogus'" % d.conf_path in out, out
     # listen without certificates: the start stops with one line naming what is missing.
     d = Daemon("[link]\nlisten = 127.0.0.1:%d\n" % free_port(socket.SOCK_STREAM), role="system",
                general={"module_dir": MODULES})

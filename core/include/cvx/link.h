@@ -83,6 +83,12 @@ int cvx_link_server_on_push(uint16_t service, cvx_link_push_fn fn, void *arg);
 /* Called when a call server connects (up = 1, after its hello) or goes (up = 0). */
 typedef void (*cvx_link_peer_fn)(void *arg, const char *peer, int up);
 void cvx_link_server_on_peer(cvx_link_peer_fn fn, void *arg);
+/* Removes that callback (a module's unload()); registering the same pair twice is a no-op. */
+void cvx_link_server_off_peer(cvx_link_peer_fn fn, void *arg);
+
+/* This system server's epoch (random per run, as sent in the hello-ack); 0 when no link is
+ * served. */
+uint64_t cvx_link_server_epoch(void);
 
 /* What `show callservers` lists, one per call server known since start. */
 typedef struct cvx_link_peer_info {
@@ -123,6 +129,8 @@ int cvx_link_client_on_push(uint16_t service, cvx_link_client_push_fn fn, void *
  * system server's run, so caches can tell a restart or a failover) and when it goes down. */
 typedef void (*cvx_link_state_fn)(void *arg, int up, uint64_t server_epoch);
 void cvx_link_client_on_state(cvx_link_state_fn fn, void *arg);
+/* Removes that callback; registering the same pair twice is a no-op. */
+void cvx_link_client_off_state(cvx_link_state_fn fn, void *arg);
 
 /* Figures the call server reports in its periodic status frame. */
 void cvx_link_client_set_spool_depth(uint32_t n);
