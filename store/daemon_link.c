@@ -42,7 +42,7 @@ static void on_method(void *arg, cvx_link_req_t *req, uint32_t method, const uin
     cvx__store_server_method(arg, req, cvx_link_req_peer(req), method, body, len);
 }
 
-/* Registered once (the link has no way to remove it); does nothing once the store stopped. */
+/* Does nothing once the store stopped (it is also removed then). */
 static void on_peer(void *arg, const char *peer, int up)
 {
     (void)arg;
@@ -72,7 +72,7 @@ int store__link_serve(cvx_store_t *st)
         server = NULL;
         return rc;
     }
-    cvx_link_server_on_peer(on_peer, NULL); /* once: the link ignores the same pair again */
+    cvx_link_server_on_peer(on_peer, NULL);
     return 0;
 }
 
@@ -82,6 +82,7 @@ void store__link_unserve(void)
         return;
     cvx_link_serve(CVX_LINK_SVC_STORE, NULL, NULL);
     cvx_link_server_on_push(CVX_LINK_SVC_MWI, NULL, NULL);
+    cvx_link_server_off_peer(on_peer, NULL);
     cvx__store_server_destroy(server);
     server = NULL;
 }
@@ -115,7 +116,7 @@ static void l_depth(void *ctx, uint32_t n)
 
 static cvx_store_t *remote_st;
 
-/* Registered once (the link has no way to remove it); does nothing once the store stopped. */
+/* Does nothing once the store stopped (it is also removed then). */
 static void on_state(void *arg, int up, uint64_t epoch)
 {
     (void)arg;
@@ -152,6 +153,7 @@ int store__link_remote_open(uv_loop_t *loop, const char *spool_path, cvx_store_t
 void store__link_remote_close(void)
 {
     remote_st = NULL;
+    cvx_link_client_off_state(on_state, NULL);
     cvx_link_client_on_push(CVX_LINK_SVC_MWI, NULL, NULL);
     cvx_link_client_on_push(CVX_LINK_SVC_CACHE, NULL, NULL);
 }

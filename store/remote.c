@@ -1192,6 +1192,12 @@ int cvx__store_spool_foreach(cvx_store_t *st, int (*fn)(void *arg, const store_s
     return spool_foreach(rm->spool, fn, arg);
 }
 
+int cvx__store_spool_settled(cvx_store_t *st)
+{
+    store_rmt_t *rm = store__rmt(st);
+    return rm == NULL || spool_pending(rm->spool) == 0;
+}
+
 uint32_t cvx__store_spool_depth(cvx_store_t *st)
 {
     store_rmt_t *rm = store__rmt(st);

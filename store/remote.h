@@ -68,10 +68,10 @@ typedef struct store_link {
 } store_link_t;
 
 typedef struct store_remote_conf {
-    const char *spool_path;   /* the spool's directory (created if missing) */
-    uint64_t spool_map_size;  /* bytes; 0: 1 GB */
-    uint32_t retry_ms;        /* first delay before re-sending a message that failed */
-    uint32_t retry_max_ms;    /* the delay doubles up to this */
+    const char *spool_path;  /* the spool's directory (created if missing) */
+    uint64_t spool_map_size; /* bytes; 0: 1 GB */
+    uint32_t retry_ms;       /* first delay before re-sending a message that failed */
+    uint32_t retry_max_ms;   /* the delay doubles up to this */
 } store_remote_conf_t;
 
 /*
@@ -100,6 +100,8 @@ typedef struct store_spool_info {
  * nonzero to stop.  Returns the number listed or CVX_E*. */
 int cvx__store_spool_foreach(cvx_store_t *st, int (*fn)(void *arg, const store_spool_info_t *i),
                              void *arg);
+/* 1 when the spool's writer has nothing queued (every write so far is applied). */
+int cvx__store_spool_settled(cvx_store_t *st);
 /* Messages in the spool (its depth). */
 uint32_t cvx__store_spool_depth(cvx_store_t *st);
 /* Figures of the caches, for `show spool` and the tests. */

@@ -404,6 +404,11 @@ int spool_mailbox_get(spool_t *sp, const char *number, cvx_mailbox_t *out)
     return rc;
 }
 
+unsigned spool_pending(const spool_t *sp)
+{
+    return sp != NULL ? sp->pending : 0;
+}
+
 uint32_t spool_depth(const spool_t *sp)
 {
     return sp != NULL ? sp->depth : 0;

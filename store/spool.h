@@ -50,6 +50,8 @@ int spool_mailbox_drop(spool_t *sp, const char *number);
 int spool_mailbox_get(spool_t *sp, const char *number, cvx_mailbox_t *out);
 
 uint32_t spool_depth(const spool_t *sp);
+/* Writes queued and not yet delivered. */
+unsigned spool_pending(const spool_t *sp);
 int spool_foreach(spool_t *sp, int (*fn)(void *arg, const store_spool_info_t *i), void *arg);
 
 /* Loads the oldest message not held, with its audio, on the thread pool.  cb gets status 0

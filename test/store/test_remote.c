@@ -321,6 +321,11 @@ static void run_until(fx_t *f, int (*cond)(void), int max_ms)
     uv_run(&f->e.loop, UV_RUN_NOWAIT);
 }
 
+static int spool_settled(void)
+{
+    return cvx__store_spool_settled(lb.remote);
+}
+
 static int spool_empty(void)
 {
     return cvx__store_spool_depth(lb.remote) == 0;
@@ -395,6 +400,7 @@ static void test_mailbox_over_link(void **state)
 
     /* The system server away: a mailbox seen before answers from its last known record, one
      * never seen is unavailable (not "not found"). */
+    run_until(f, spool_settled, 2000); /* the records seen are written */
     lb_down();
     memset(&mb, 0, sizeof(mb));
     assert_int_equal(REMOTE(f, st_get(&f->e, "2001", &mb)), 0);
