@@ -538,6 +538,7 @@ void cvx__store_cache_stats(cvx_store_t *st, store_cache_stats_t *out)
     if (rm == NULL)
         return;
     *out = rm->stats;
+    out->valid = rm->cache_valid;
     out->version = rm->cache_version;
     out->epoch = rm->cache_epoch;
 }

@@ -107,6 +107,7 @@ uint32_t cvx__store_spool_depth(cvx_store_t *st);
 /* Figures of the caches, for `show spool` and the tests. */
 typedef struct store_cache_stats {
     uint64_t hits, misses, invalidations, flushes, served_stale;
+    int valid;        /* revalidated since the link last came up: in use */
     uint64_t version; /* the system server's version the caches hold */
     uint64_t epoch;   /* the system server's run they were filled from */
 } store_cache_stats_t;

@@ -692,9 +692,27 @@ static int play_greeting(fx_t *f, uint8_t *buf, size_t size, size_t *n)
     return REMOTE(f, st_play(&f->e, &ref, buf, size, n));
 }
 
-static int never(void)
+static int caches_valid(void)
 {
-    return 0;
+    store_cache_stats_t cs;
+    cvx__store_cache_stats(lb.remote, &cs);
+    return cs.valid;
+}
+
+/* Waits until the caches have seen `want` invalidations (pushes). */
+static uint64_t want_inval;
+static int invalidated(void)
+{
+    store_cache_stats_t cs;
+    cvx__store_cache_stats(lb.remote, &cs);
+    return cs.invalidations >= want_inval;
+}
+
+static uint64_t stat_invalidations(void)
+{
+    store_cache_stats_t cs;
+    cvx__store_cache_stats(lb.remote, &cs);
+    return cs.invalidations;
 }
 
 static void test_greeting_cache(void **state)
@@ -705,8 +723,11 @@ static void test_greeting_cache(void **state)
     memset(g2, 0x22, sizeof(g2));
     memset(g3, 0x33, sizeof(g3));
     /* recorded by phone on the call server: over the link */
+    run_until(f, caches_valid, 2000); /* the version check after the link came up */
+    want_inval = stat_invalidations() + 1;
     assert_int_equal(record_greeting(f, lb.remote, "2001", g1, sizeof(g1)), 0);
-    run_until(f, never, 30); /* lets the version check and pushes through */
+    run_until(f, invalidated, 2000); /* its own change comes back as a push */
+    assert_int_equal(stat_invalidations(), want_inval);
     size_t n = 0;
     assert_int_equal(play_greeting(f, back, sizeof(back), &n), 0);
     assert_int_equal(n, sizeof(g1));
@@ -729,7 +750,8 @@ static void test_greeting_cache(void **state)
      * link returns the version check drops the cache, and callers hear the new greeting. */
     assert_int_equal(record_greeting(f, f->local, "2001", g2, sizeof(g2)), 0);
     lb_up(1);
-    run_until(f, never, 30);
+    assert_false(caches_valid()); /* not used until revalidated */
+    run_until(f, caches_valid, 2000);
     assert_int_equal(play_greeting(f, back, sizeof(back), &n), 0);
     assert_int_equal(n, sizeof(g2));
     assert_memory_equal(back, g2, n);
@@ -741,8 +763,9 @@ static void test_greeting_cache(void **state)
 
     /* Changed while the link is up: the push invalidates it. */
     uint64_t inval = cs.invalidations;
+    want_inval = inval + 1;
     assert_int_equal(record_greeting(f, f->local, "2001", g3, sizeof(g3)), 0);
-    run_until(f, never, 30);
+    run_until(f, invalidated, 2000);
     cvx__store_cache_stats(lb.remote, &cs);
     assert_int_equal(cs.invalidations, inval + 1);
     assert_int_equal(play_greeting(f, back, sizeof(back), &n), 0);
@@ -753,7 +776,7 @@ static void test_greeting_cache(void **state)
     uint64_t flushes = cs.flushes;
     lb_down();
     lb_up(2);
-    run_until(f, never, 30);
+    run_until(f, caches_valid, 2000);
     cvx__store_cache_stats(lb.remote, &cs);
     assert_int_equal(cs.flushes, flushes + 1);
     assert_int_equal(cs.epoch, 2);
@@ -788,7 +811,7 @@ static int dir_search(fx_t *f, const char *digits, dwait_t *w)
 static void test_directory_cache(void **state)
 {
     fx_t *f = *state;
-    run_until(f, never, 30); /* the caches are revalidated after the link came up */
+    run_until(f, caches_valid, 2000); /* the caches are revalidated after the link came up */
     dwait_t w;
     /* "LOV" = 568: Lovelace */
     assert_int_equal(dir_search(f, "568", &w), 0);
@@ -805,10 +828,11 @@ static void test_directory_cache(void **state)
     assert_int_equal(cs.hits, 1);
     assert_int_equal(cs.misses, misses);
     lb_up(1);
-    run_until(f, never, 30);
+    run_until(f, caches_valid, 2000);
     /* a new mailbox on the system server: the push drops directory results */
+    want_inval = stat_invalidations() + 1;
     assert_int_equal(st_put(&f->e, "2004", "Linus", "Lovelace", CVX_PUT_CREATE), 0);
-    run_until(f, never, 30);
+    run_until(f, invalidated, 2000);
     assert_int_equal(dir_search(f, "568", &w), 0);
     assert_int_equal(w.n, 2);
 }
