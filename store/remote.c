@@ -1107,6 +1107,8 @@ void store__r_close(cvx_store_t *st, void (*on_closed)(void *arg), void *arg)
     store_rmt_t *rm = store__rmt(st);
     if (rm->closing)
         return;
+    /* Like the local store: streams still open are aborted, and must not be used after. */
+    store__rmt_abort_streams(rm);
     rm->closing = 1;
     rm->on_closed = on_closed;
     rm->closed_arg = arg;
@@ -1197,6 +1199,12 @@ int cvx__store_spool_settled(cvx_store_t *st)
 {
     store_rmt_t *rm = store__rmt(st);
     return rm == NULL || spool_pending(rm->spool) == 0;
+}
+
+uint64_t cvx__store_spool_chunks(cvx_store_t *st)
+{
+    store_rmt_t *rm = store__rmt(st);
+    return rm != NULL ? spool_chunks(rm->spool) : 0;
 }
 
 uint32_t cvx__store_spool_depth(cvx_store_t *st)

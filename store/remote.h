@@ -102,6 +102,8 @@ int cvx__store_spool_foreach(cvx_store_t *st, int (*fn)(void *arg, const store_s
                              void *arg);
 /* 1 when the spool's writer has nothing queued (every write so far is applied). */
 int cvx__store_spool_settled(cvx_store_t *st);
+/* Audio chunks the spool holds (spooled messages and recordings in progress). */
+uint64_t cvx__store_spool_chunks(cvx_store_t *st);
 /* Messages in the spool (its depth). */
 uint32_t cvx__store_spool_depth(cvx_store_t *st);
 /* Figures of the caches, for `show spool` and the tests. */

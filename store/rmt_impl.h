@@ -52,6 +52,7 @@ struct store_rmt {
 
     cvx_store_mwi_watch_fn mwi_fn;
     void *mwi_arg;
+    cvx_store_stream_t *streams; /* open deposit and greeting streams (rstream.c) */
 
     /* caches: valid only while version/epoch say so (remote.c, "caches") */
     int cache_valid;      /* revalidated since the link came up */
@@ -90,6 +91,9 @@ int store__rmt_call(store_rmt_t *rm, int op, const Cvxstore__Request *rq, rmt_re
 void store__rmt_send(store_rmt_t *rm, int op, const Cvxstore__Request *rq);
 /* A reply's version: bumps the known version when the caches have not seen it (nothing). */
 void store__rmt_seen_version(store_rmt_t *rm, uint64_t version);
+
+/* rstream.c: aborts the streams still open (the store closes). */
+void store__rmt_abort_streams(store_rmt_t *rm);
 
 /* forward.c */
 void store__fwd_init(store_rmt_t *rm);

@@ -2,14 +2,15 @@
  * Deposit and greeting streams of the call server's store.
  *
  * A deposit streams to the system server while it is recorded (open, append..., commit, in
- * order on the link) and keeps a copy of its audio here.  The commit reports 0 only when the
- * system server has confirmed the message durable.  When the system server cannot be reached
- * at open, during the recording or at commit (the link is down, a call timed out, the system
- * server was restarted and lost the stream, or is too busy), the message goes into the spool
- * with its original receive time, and the commit reports 0 once the spool's transaction is on
- * disk; the forwarder sends it later.  A commit that times out may have reached the system
- * server anyway: the forwarder's copy then reports "duplicate" there (ids are idempotent), so
- * the message exists once.  Refusals that are the system server's answer (no such mailbox,
+ * order on the link) and writes its audio to the spool's draft (no sync) as it goes, so the
+ * call server holds none of it in memory.  The commit reports 0 only when the system server
+ * has confirmed the message durable.  When the system server cannot be reached at open,
+ * during the recording or at commit (the link is down, a call timed out, the system server
+ * was restarted and lost the stream, or is too busy), the draft becomes a spool entry with
+ * the message's original receive time, and the commit reports 0 once that is on disk; the
+ * forwarder sends it later.  A commit that times out may have reached the system server
+ * anyway: the forwarder's copy then reports "duplicate" there (ids are idempotent), so the
+ * message exists once.  Refusals that are the system server's answer (no such mailbox,
  * quota, store full) are reported to the caller as they are.
  *
  * Greetings are recorded by subscribers, who are told when the system server is away: a
@@ -31,9 +32,11 @@ typedef struct rstream {
     int remote_ok;  /* the system server holds every append so far */
     int remote_err; /* why it does not (0: it does) */
     int ending;
-    /* deposits: the whole recording, for the spool */
-    uint8_t *buf;
-    size_t len, cap;
+    /* deposits: the audio goes to the spool's draft as it comes (spool.h), so that a message
+     * the system server cannot take is spooled from there, and nothing is kept in memory */
+    uint32_t chunks;
+    size_t len;
+    int spooling; /* the draft became a spool entry */
     uint32_t duration_ms;
     uint64_t commit_ns; /* uv_hrtime() of the commit request */
     cvx_store_commit_cb cb;
@@ -44,7 +47,6 @@ static void rs_unref(rstream_t *rs)
 {
     if (--rs->refs > 0)
         return;
-    free(rs->buf);
     free(rs);
 }
 
@@ -82,6 +84,25 @@ static void send_step(rstream_t *rs, int op, Cvxstore__Request *rq)
         rs->refs++;
 }
 
+/* Open streams are listed (base.next, base.prev) so that closing the store aborts them. */
+static void rs_unlist(rstream_t *rs)
+{
+    store_rmt_t *rm = rs->rm;
+    if (rs->base.prev != NULL)
+        rs->base.prev->next = rs->base.next;
+    else if (rm->streams == &rs->base)
+        rm->streams = rs->base.next;
+    if (rs->base.next != NULL)
+        rs->base.next->prev = rs->base.prev;
+    rs->base.next = rs->base.prev = NULL;
+}
+
+void store__rmt_abort_streams(store_rmt_t *rm)
+{
+    while (rm->streams != NULL)
+        store__r_abort(rm->streams);
+}
+
 static rstream_t *rs_new(cvx_store_t *st)
 {
     rstream_t *rs = calloc(1, sizeof(*rs));
@@ -92,6 +113,10 @@ static rstream_t *rs_new(cvx_store_t *st)
     rs->refs = 1;
     rs->handle = ++rs->rm->next_handle;
     rs->remote_ok = 1;
+    rs->base.next = rs->rm->streams;
+    if (rs->base.next != NULL)
+        rs->base.next->prev = &rs->base;
+    rs->rm->streams = &rs->base;
     return rs;
 }
 
@@ -151,6 +176,7 @@ int store__r_greeting_open(cvx_store_t *st, const char *mailbox, cvx_greeting_t 
     send_step(rs, RM_GREETING_OPEN, &rq);
     if (!rs->remote_ok) {
         int rc = rs->remote_err;
+        rs_unlist(rs);
         rs_unref(rs);
         return rc;
     }
@@ -166,17 +192,10 @@ int store__r_append(cvx_store_stream_t *s, const void *data, size_t len)
     if (rs->rm->closing)
         return CVX_EUNAVAIL;
     if (!rs->greeting) {
-        if (rs->len + len > rs->cap) {
-            size_t cap = rs->cap ? rs->cap : 64 * 1024;
-            while (cap < rs->len + len)
-                cap *= 2;
-            uint8_t *p = realloc(rs->buf, cap);
-            if (p == NULL)
-                return CVX_ENOMEM;
-            rs->buf = p;
-            rs->cap = cap;
-        }
-        memcpy(rs->buf + rs->len, data, len);
+        int rc = spool_draft_append(rs->rm->spool, rs->base.msg.id, rs->chunks, data, len);
+        if (rc != 0)
+            return rc;
+        rs->chunks++;
         rs->len += len;
     } else if (!rs->remote_ok) {
         return rs->remote_err;
@@ -192,6 +211,9 @@ int store__r_append(cvx_store_stream_t *s, const void *data, size_t len)
 
 static void finish(rstream_t *rs, int status, const cvx_deposit_result_t *res)
 {
+    /* Taken by the system server, refused by it, or not spooled: the draft goes. */
+    if (!rs->greeting && !rs->spooling)
+        spool_draft_drop(rs->rm->spool, rs->base.msg.id);
     if (rs->cb != NULL)
         rs->cb(rs->arg, status, status == 0 ? res : NULL);
     rs_unref(rs);
@@ -216,6 +238,7 @@ static void spooled(void *arg, int status, const uint8_t sha256[32])
     } else {
         cvx_error("store: message %s for mailbox %s could not be spooled: %s", rs->base.msg.id,
                   rs->base.msg.mailbox, cvx_strerror(status));
+        spool_draft_drop(rm->spool, rs->base.msg.id);
     }
     store__rmt_release(rm);
     finish(rs, status, &res);
@@ -233,8 +256,10 @@ static void to_spool(rstream_t *rs, int why)
     cvx_message_t m = rs->base.msg;
     m.duration_ms = rs->duration_ms;
     m.folder = CVX_FOLDER_NEW;
-    int rc = spool_put(rm->spool, &m, rs->buf, rs->len, cvx_strerror(why), spooled, rs);
+    rs->spooling = 1;
+    int rc = spool_put_draft(rm->spool, &m, rs->chunks, cvx_strerror(why), spooled, rs);
     if (rc != 0) {
+        rs->spooling = 0;
         cvx_error("store: message %s for mailbox %s could not be spooled: %s", m.id, m.mailbox,
                   cvx_strerror(rc));
         finish(rs, rc, NULL);
@@ -276,6 +301,7 @@ int store__r_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_store_commi
     if (rs->ending)
         return CVX_EINVAL;
     rs->ending = 1;
+    rs_unlist(rs);
     rs->commit_ns = uv_hrtime();
     rs->duration_ms = duration_ms;
     rs->cb = cb;
@@ -303,8 +329,11 @@ int store__r_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_store_commi
     }
     cvx_message_t m = rs->base.msg;
     m.duration_ms = duration_ms;
-    int rc = spool_put(rm->spool, &m, rs->buf, rs->len, cvx_strerror(rs->remote_err), spooled, rs);
+    m.folder = CVX_FOLDER_NEW;
+    rs->spooling = 1;
+    int rc = spool_put_draft(rm->spool, &m, rs->chunks, cvx_strerror(rs->remote_err), spooled, rs);
     if (rc != 0) {
+        spool_draft_drop(rm->spool, rs->base.msg.id);
         rs_unref(rs);
         return rc;
     }
@@ -323,7 +352,10 @@ void store__r_abort(cvx_store_stream_t *s)
     if (rs->ending)
         return;
     rs->ending = 1;
+    rs_unlist(rs);
     Cvxstore__Request rq = CVXSTORE__REQUEST__INIT;
     send_step(rs, RM_ABORT, &rq);
+    if (!rs->greeting)
+        spool_draft_drop(rs->rm->spool, rs->base.msg.id);
     rs_unref(rs);
 }

@@ -24,7 +24,15 @@
 enum { DBQ, DBA, DBM, NDB };
 static const char *const db_names[NDB] = {"queue", "audio", "mailbox"};
 
-typedef enum sptype { SP_PUT, SP_DEL, SP_NOTE, SP_MB_PUT, SP_MB_DROP } sptype_t;
+typedef enum sptype {
+    SP_PUT,
+    SP_DEL,
+    SP_NOTE,
+    SP_MB_PUT,
+    SP_MB_DROP,
+    SP_DRAFT_APPEND, /* a chunk of a recording in progress (no sync) */
+    SP_DRAFT_DROP,   /* a recording that reached the system server: its chunks go */
+} sptype_t;
 
 typedef struct spop spop_t;
 struct spop {
@@ -43,6 +51,8 @@ struct spop {
     void *arg;
     size_t len;
     uint8_t *audio;
+    uint32_t chunk; /* SP_DRAFT_APPEND: its index; SP_PUT of a draft: the number of chunks */
+    int draft;      /* SP_PUT: the audio is the draft's chunks, written already */
 };
 
 struct spool {
@@ -114,8 +124,41 @@ static int put_entry(spool_t *sp, MDB_txn *txn, const cvx_message_t *m,
     return mdb_err(mdb_put(txn, sp->dbi[DBQ], &k, &v, 0));
 }
 
+/* Hashes the chunks a recording wrote as it went; fails when one is missing. */
+static int hash_draft(spool_t *sp, MDB_txn *txn, spop_t *op)
+{
+    crypto_hash_sha256_state hs;
+    crypto_hash_sha256_init(&hs);
+    op->len = 0;
+    for (uint32_t chunk = 0; chunk < op->chunk; chunk++) {
+        uint8_t ak[CVX_STORE_ID_MAX + 5];
+        MDB_val a = {audio_key(op->msg.id, chunk, ak), ak}, v;
+        int rc = mdb_get(txn, sp->dbi[DBA], &a, &v);
+        if (rc != 0)
+            return rc == MDB_NOTFOUND ? CVX_EIO : mdb_err(rc);
+        crypto_hash_sha256_update(&hs, v.mv_data, v.mv_size);
+        op->len += v.mv_size;
+    }
+    crypto_hash_sha256_final(&hs, op->sha);
+    return 0;
+}
+
 static int op_put(spool_t *sp, MDB_txn *txn, spop_t *op)
 {
+    if (op->draft) {
+        int rc = hash_draft(sp, txn, op);
+        if (rc != 0)
+            return rc;
+        op->msg.bytes = op->len;
+        memcpy(op->msg.sha256, op->sha, 32);
+        Cvxstore__SpoolEntry e = CVXSTORE__SPOOL_ENTRY__INIT;
+        Cvxstore__Message pm;
+        store__pb_from_message(&pm, &op->msg);
+        e.message = &pm;
+        e.spooled_ms = store__now_ms();
+        e.why = op->text;
+        return put_entry(sp, txn, &op->msg, &e);
+    }
     crypto_hash_sha256(op->sha, op->audio, op->len);
     op->msg.bytes = op->len;
     memcpy(op->msg.sha256, op->sha, 32);
@@ -135,6 +178,28 @@ static int op_put(spool_t *sp, MDB_txn *txn, spop_t *op)
     e.spooled_ms = store__now_ms();
     e.why = op->text;
     return put_entry(sp, txn, &op->msg, &e);
+}
+
+static int drop_chunks(spool_t *sp, MDB_txn *txn, const char *id)
+{
+    for (uint32_t chunk = 0;; chunk++) {
+        uint8_t ak[CVX_STORE_ID_MAX + 5];
+        MDB_val a = {audio_key(id, chunk, ak), ak};
+        int rc = mdb_del(txn, sp->dbi[DBA], &a, NULL);
+        if (rc == MDB_NOTFOUND)
+            return 0;
+        if (rc != 0)
+            return mdb_err(rc);
+    }
+}
+
+static int op_draft(spool_t *sp, MDB_txn *txn, spop_t *op)
+{
+    if (op->type == SP_DRAFT_DROP)
+        return drop_chunks(sp, txn, op->msg.id);
+    uint8_t ak[CVX_STORE_ID_MAX + 5];
+    MDB_val a = {audio_key(op->msg.id, op->chunk, ak), ak}, v = {op->len, op->audio};
+    return mdb_err(mdb_put(txn, sp->dbi[DBA], &a, &v, 0));
 }
 
 static int op_del(spool_t *sp, MDB_txn *txn, spop_t *op)
@@ -209,6 +274,10 @@ static int apply(spool_t *sp, MDB_txn *parent, spop_t *op)
     case SP_NOTE:
         rc = op_note(sp, txn, op);
         break;
+    case SP_DRAFT_APPEND:
+    case SP_DRAFT_DROP:
+        rc = op_draft(sp, txn, op);
+        break;
     default:
         rc = op_mb(sp, txn, op);
         break;
@@ -277,7 +346,7 @@ static void deliver(cvx_async_job_t *job)
         sp->depth++;
     if (op->status == 0 && op->type == SP_DEL && sp->depth > 0)
         sp->depth--;
-    if (op->status != 0 && op->type != SP_MB_PUT)
+    if (op->status != 0 && op->type != SP_MB_PUT && op->type != SP_DRAFT_APPEND)
         cvx_warn("spool %s: writing failed: %s", sp->path, cvx_strerror(op->status));
     if (op->put_cb != NULL)
         op->put_cb(op->arg, op->status, op->status == 0 ? op->sha : NULL);
@@ -332,6 +401,50 @@ int spool_put(spool_t *sp, const cvx_message_t *msg, const void *audio, size_t l
     store__copy(op->text, why != NULL ? why : "", sizeof(op->text));
     op->put_cb = cb;
     op->arg = arg;
+    submit(sp, op);
+    return 0;
+}
+
+int spool_put_draft(spool_t *sp, const cvx_message_t *msg, uint32_t chunks, const char *why,
+                    spool_put_cb cb, void *arg)
+{
+    spop_t *op = op_new(sp, SP_PUT);
+    if (op == NULL)
+        return sp == NULL || sp->closing ? CVX_EUNAVAIL : CVX_ENOMEM;
+    op->draft = 1;
+    op->chunk = chunks;
+    op->msg = *msg;
+    store__copy(op->text, why != NULL ? why : "", sizeof(op->text));
+    op->put_cb = cb;
+    op->arg = arg;
+    submit(sp, op);
+    return 0;
+}
+
+int spool_draft_append(spool_t *sp, const char *id, uint32_t chunk, const void *data, size_t len)
+{
+    spop_t *op = op_new(sp, SP_DRAFT_APPEND);
+    if (op == NULL)
+        return sp == NULL || sp->closing ? CVX_EUNAVAIL : CVX_ENOMEM;
+    op->audio = malloc(len);
+    if (op->audio == NULL) {
+        free(op);
+        return CVX_ENOMEM;
+    }
+    memcpy(op->audio, data, len);
+    op->len = len;
+    op->chunk = chunk;
+    store__copy(op->msg.id, id, sizeof(op->msg.id));
+    submit(sp, op);
+    return 0;
+}
+
+int spool_draft_drop(spool_t *sp, const char *id)
+{
+    spop_t *op = op_new(sp, SP_DRAFT_DROP);
+    if (op == NULL)
+        return CVX_EUNAVAIL;
+    store__copy(op->msg.id, id, sizeof(op->msg.id));
     submit(sp, op);
     return 0;
 }
@@ -402,6 +515,19 @@ int spool_mailbox_get(spool_t *sp, const char *number, cvx_mailbox_t *out)
     }
     mdb_txn_abort(txn);
     return rc;
+}
+
+uint64_t spool_chunks(spool_t *sp)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    uint64_t n = 0;
+    if (sp != NULL && mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn) == 0) {
+        if (mdb_stat(txn, sp->dbi[DBA], &ms) == 0)
+            n = ms.ms_entries;
+        mdb_txn_abort(txn);
+    }
+    return n;
 }
 
 unsigned spool_pending(const spool_t *sp)
@@ -547,6 +673,67 @@ int spool_load_oldest(spool_t *sp, spool_load_cb cb, void *arg)
 
 /* --- open and close ------------------------------------------------------------------------- */
 
+/* Removes the chunks of recordings that were in progress when the call server stopped
+ * (audio whose id has no spool entry).  At open, before the loop serves calls. */
+static int drop_orphans(spool_t *sp, MDB_txn *txn, unsigned *n)
+{
+    MDB_cursor *q, *a;
+    int rc = mdb_cursor_open(txn, sp->dbi[DBQ], &q);
+    if (rc != 0)
+        return rc;
+    /* the ids that have an entry */
+    size_t nids = 0, cap = 0;
+    char(*ids)[CVX_STORE_ID_MAX] = NULL;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(q, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(q, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= 8 || k.mv_size - 8 >= CVX_STORE_ID_MAX)
+            continue;
+        if (nids == cap) {
+            cap = cap ? cap * 2 : 64;
+            void *p = realloc(ids, cap * sizeof(*ids));
+            if (p == NULL) {
+                free(ids);
+                mdb_cursor_close(q);
+                return ENOMEM;
+            }
+            ids = p;
+        }
+        memcpy(ids[nids], (char *)k.mv_data + 8, k.mv_size - 8);
+        ids[nids][k.mv_size - 8] = '\0';
+        nids++;
+    }
+    mdb_cursor_close(q);
+    rc = mdb_cursor_open(txn, sp->dbi[DBA], &a);
+    if (rc != 0) {
+        free(ids);
+        return rc;
+    }
+    char last[CVX_STORE_ID_MAX] = "";
+    for (rc = mdb_cursor_get(a, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(a, &k, &v, MDB_NEXT)) {
+        const char *id = k.mv_data;
+        size_t idlen = strnlen(id, k.mv_size);
+        if (idlen >= CVX_STORE_ID_MAX)
+            continue;
+        int known = 0;
+        for (size_t i = 0; i < nids && !known; i++)
+            known = strlen(ids[i]) == idlen && memcmp(ids[i], id, idlen) == 0;
+        if (known)
+            continue;
+        if (strlen(last) != idlen || memcmp(last, id, idlen) != 0) {
+            memcpy(last, id, idlen);
+            last[idlen] = '\0';
+            (*n)++;
+        }
+        if ((rc = mdb_cursor_del(a, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(a);
+    free(ids);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int spool_open(uv_loop_t *loop, const char *path, uint64_t map_size, spool_t **out, char *err,
                size_t errlen)
 {
@@ -579,6 +766,12 @@ int spool_open(uv_loop_t *loop, const char *path, uint64_t map_size, spool_t **o
     MDB_stat ms;
     if (rc == 0 && (rc = mdb_stat(txn, sp->dbi[DBQ], &ms)) == 0)
         sp->depth = (uint32_t)ms.ms_entries;
+    unsigned orphans = 0;
+    if (rc == 0)
+        rc = drop_orphans(sp, txn, &orphans);
+    if (rc == 0 && orphans > 0)
+        cvx_notice("spool %s: %u recording%s cut short by a stop removed", path, orphans,
+                   orphans == 1 ? "" : "s");
     if (rc == 0)
         rc = mdb_txn_commit(txn);
     else

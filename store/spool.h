@@ -7,7 +7,9 @@
  *
  * Layout (named databases):
  *   queue    [be64(received_ms) id] -> SpoolEntry (store.proto): oldest first
- *   audio    [id NUL be32(chunk)]   -> audio bytes (chunks of up to CVX_STORE_CHUNK_MAX)
+ *   audio    [id NUL be32(chunk)]   -> audio bytes (chunks of up to CVX_STORE_CHUNK_MAX); also
+ *                                     the chunks of recordings in progress (no entry yet:
+ *                                     removed at open when a stop cut them short)
  *   mailbox  [number]               -> Mailbox (store.proto): the last record seen
  *
  * Writes go to the spool's own writer thread, which groups what is queued into one
@@ -37,6 +39,13 @@ void spool_close(spool_t *sp, void (*on_closed)(void *arg), void *arg);
 typedef void (*spool_put_cb)(void *arg, int status, const uint8_t sha256[32]);
 int spool_put(spool_t *sp, const cvx_message_t *msg, const void *audio, size_t len, const char *why,
               spool_put_cb cb, void *arg);
+/* A recording in progress writes its audio as it goes (chunks numbered from 0, no sync), so
+ * the call server holds none of it in memory; a recording the system server took is dropped,
+ * one it could not take is put in the spool from its chunks (hashed then, and synced). */
+int spool_draft_append(spool_t *sp, const char *id, uint32_t chunk, const void *data, size_t len);
+int spool_draft_drop(spool_t *sp, const char *id);
+int spool_put_draft(spool_t *sp, const cvx_message_t *msg, uint32_t chunks, const char *why,
+                    spool_put_cb cb, void *arg);
 /* Removes a forwarded message (durably) and its audio. */
 int spool_del(spool_t *sp, const cvx_message_t *msg, void (*cb)(void *arg, int status), void *arg);
 /* Counts an attempt and its error; hold = 1 keeps the forwarder from trying it again in this
@@ -50,6 +59,8 @@ int spool_mailbox_drop(spool_t *sp, const char *number);
 int spool_mailbox_get(spool_t *sp, const char *number, cvx_mailbox_t *out);
 
 uint32_t spool_depth(const spool_t *sp);
+/* Audio chunks stored (a read transaction on the loop). */
+uint64_t spool_chunks(spool_t *sp);
 /* Writes queued and not yet delivered. */
 unsigned spool_pending(const spool_t *sp);
 int spool_foreach(spool_t *sp, int (*fn)(void *arg, const store_spool_info_t *i), void *arg);

@@ -17,6 +17,7 @@
 
 #include "cvx/error.h"
 #include "remote.h"
+#include "spool.h"
 #include "storetest.h"
 
 /* --- the loopback link ------------------------------------------------------------------------ */
@@ -375,6 +376,12 @@ static void on_pin(void *arg, int status, const cvx_pin_result_t *r)
     w->done = 1;
 }
 
+static void on_put(void *arg, int status, const uint8_t sha256[32])
+{
+    (void)sha256;
+    *(int *)arg = status == 0 ? 1 : -1;
+}
+
 static void on_raw(void *arg, int st, const uint8_t *body, size_t len)
 {
     (void)body;
@@ -423,6 +430,8 @@ static void test_deposit_live(void **state)
     assert_int_equal(res.duplicate, 0);
     assert_int_equal(res.bytes, sizeof(audio));
     assert_int_equal(cvx__store_spool_depth(lb.remote), 0);
+    run_until(f, spool_settled, 2000);
+    assert_int_equal(cvx__store_spool_chunks(lb.remote), 0); /* its draft is gone */
     /* the system server has it, intact, and the call server plays it back over the link */
     size_t n = 0;
     assert_int_equal(st_play_msg(&f->e, "m1", back, sizeof(back), &n), 0);
@@ -511,6 +520,7 @@ static void test_spool_and_forward(void **state)
     run_until(f, spool_empty, 5000);
     assert_int_equal(cvx__store_spool_depth(lb.remote), 0);
     assert_int_equal(reported_depth, 0);
+    assert_int_equal(cvx__store_spool_chunks(lb.remote), 0);
     size_t n = 0;
     assert_int_equal(st_play_msg(&f->e, "s1", back, sizeof(back), &n), 0);
     assert_int_equal(n, sizeof(a1));
@@ -590,6 +600,56 @@ static void test_spool_survives_restart(void **state)
     run_until(f, spool_empty, 5000);
     size_t n = 0;
     assert_int_equal(st_play_msg(&f->e, "r1", back, sizeof(back), &n), 0);
+    assert_int_equal(n, sizeof(a));
+    assert_memory_equal(back, a, n);
+}
+
+static void test_unfinished_recordings_dropped(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[3000];
+    st_audio_for("u1", a, sizeof(a));
+    /* A recording still open when the store closes is aborted, its draft dropped. */
+    lb_down();
+    cvx_message_t msg = {0};
+    snprintf(msg.id, sizeof(msg.id), "u1");
+    snprintf(msg.mailbox, sizeof(msg.mailbox), "2001");
+    msg.codec = CVX_CODEC_ULAW;
+    msg.rate = 8000;
+    cvx_store_stream_t *s;
+    assert_int_equal(cvx_store_deposit_open(lb.remote, &msg, &s), 0);
+    assert_int_equal(cvx_store_stream_append(s, a, sizeof(a)), 0);
+    close_remote(f);
+    open_remote(f);
+    assert_int_equal(cvx__store_spool_chunks(lb.remote), 0);
+    assert_int_equal(cvx__store_spool_depth(lb.remote), 0);
+    close_remote(f);
+
+    /* A call server that stopped in the middle (kill -9) leaves a draft with no entry: the
+     * next open removes it, and keeps what is spooled. */
+    char err[256];
+    spool_t *sp;
+    assert_int_equal(spool_open(&f->e.loop, f->spool, 0, &sp, err, sizeof(err)), 0);
+    assert_int_equal(spool_draft_append(sp, "u2", 0, a, 1000), 0);
+    assert_int_equal(spool_draft_append(sp, "u2", 1, a + 1000, 1000), 0);
+    cvx_message_t m = msg;
+    snprintf(m.id, sizeof(m.id), "u3");
+    assert_int_equal(spool_draft_append(sp, "u3", 0, a, sizeof(a)), 0);
+    int put = 0;
+    assert_int_equal(spool_put_draft(sp, &m, 1, "test", on_put, &put), 0);
+    int closed = 0;
+    spool_close(sp, on_closed, &closed);
+    st_run(&f->e, &closed);
+    assert_int_equal(put, 1);
+    open_remote(f);
+    assert_int_equal(cvx__store_spool_depth(lb.remote), 1);
+    assert_int_equal(cvx__store_spool_chunks(lb.remote), 1); /* u3's; u2's are gone */
+    lb_up(3);
+    run_until(f, spool_empty, 5000);
+    assert_int_equal(cvx__store_spool_chunks(lb.remote), 0);
+    uint8_t back[4000];
+    size_t n = 0;
+    assert_int_equal(st_play_msg(&f->e, "u3", back, sizeof(back), &n), 0);
     assert_int_equal(n, sizeof(a));
     assert_memory_equal(back, a, n);
 }
@@ -881,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_commit_reply_is_not_duplicated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_lost_during_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_recordings_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_when_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mwi_push_and_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_greeting_cache, setup, teardown),
