@@ -7,6 +7,7 @@
 #include "cvx/app.h"
 #include "cvx/error.h"
 #include "cvx/module.h"
+#include "chan_impl.h"
 
 typedef struct app {
     struct app *next;
@@ -64,4 +65,16 @@ int cvx_app_route(cvx_chan_t *chan, const char *route)
             return rc;
     }
     return CVX_ENOTFOUND;
+}
+
+int cvx_app_handoff(cvx_chan_t *chan, const char *route)
+{
+    if (chan->state != CVX_CHAN_UP)
+        return CVX_ESTATE;
+    chan->handed_off = 1;
+    cvx_chan_set_handler(chan, NULL, NULL);
+    int rc = cvx_app_route(chan, route);
+    if (rc != 0)
+        chan->handed_off = 0;
+    return rc;
 }

@@ -31,7 +31,10 @@ cvx_chan_t *cvx_chan_create(cvx_drv_inst_t *inst, cvx_dir_t dir, const cvx_call_
     c->state = dir == CVX_DIR_IN ? CVX_CHAN_RINGING : CVX_CHAN_DIALING;
     if (info != NULL)
         c->info = *info;
+    c->cdr_info = c->info;
     c->start_ms = uv_now(cvx__drv_inst_loop(inst));
+    c->start_wall_ms = cvx__wall_ms();
+    snprintf(c->cdr_instance, sizeof(c->cdr_instance), "%s", cvx_drv_inst_name(inst));
     snprintf(c->id, sizeof(c->id), "%s-%llu", id_prefix, (unsigned long long)++next_serial);
     c->next = live_head;
     if (live_head != NULL)
@@ -70,6 +73,8 @@ void cvx_chan_unref(cvx_chan_t *chan)
     if (--chan->refs > 0)
         return;
     cvx__chan_unlink(chan);
+    if (!chan->no_record)
+        cvx__cdr_emit(chan);
     free(chan);
 }
 
@@ -154,11 +159,15 @@ int cvx_chan_answer(cvx_chan_t *chan)
     int (*op)(void *, cvx_chan_t *) = CVX_OP(ops, answer);
     if (op == NULL)
         return CVX_ENOTSUP;
+    if (chan->state == CVX_CHAN_UP && chan->handed_off)
+        return 0; /* answered by the flow that handed it on (cvx_app_handoff) */
     if (chan->state != CVX_CHAN_RINGING)
         return CVX_ESTATE;
     int rc = op(cvx__drv_inst_priv(chan->inst), chan);
-    if (rc == 0)
+    if (rc == 0) {
         chan->state = CVX_CHAN_UP;
+        chan->answer_wall_ms = cvx__wall_ms();
+    }
     return rc;
 }
 

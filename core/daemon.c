@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cvx/daemon.h"
+#include "cvx/lease.h"
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "ctl/ctl.h"
@@ -27,14 +28,15 @@
 #define CVX_DEFAULT_CONFIG "/etc/callvox/callvox.conf"
 #endif
 
-static const char *const role_names[] = {"call", "system", "all", NULL};
+static const char *const role_names[] = {"call", "system", "all", "witness", NULL};
 static const char *const level_names[] = {"error", "warning", "notice", "info",
                                           "debug", "trace",   NULL};
 
 static const cvx_option_t general_options[] = {
     {"role", CVX_OPT_ENUM, offsetof(cvx_general_conf_t, role), "all", 0, 0, role_names, 0,
      "What this process does: call (media and call flows), system (message store, directory, "
-     "MWI, licence) or all (both, in one process). --role overrides it."},
+     "MWI, licence), all (both, in one process) or witness (a Raft vote for a cluster of two "
+     "system servers). --role overrides it."},
     {"name", CVX_OPT_STRING, offsetof(cvx_general_conf_t, name), "", 0, 0, NULL, 0,
      "This server's name, used in call ids and cluster membership; empty: the host name."},
     {"user", CVX_OPT_STRING, offsetof(cvx_general_conf_t, user), "callvox", 0, 0, NULL, 0,
@@ -51,6 +53,10 @@ static const cvx_option_t general_options[] = {
      600000, NULL, 0,
      "On shutdown, how long drivers have to end calls in progress cleanly before the daemon "
      "exits anyway."},
+    {"lease_timeout", CVX_OPT_DURATION, offsetof(cvx_general_conf_t, lease_timeout_ms), "15s", 300,
+     3600000, NULL, 0,
+     "The data directory's lease: a holder whose heartbeat is older than this is gone, and "
+     "another callvoxd may take the directory over (renewed every third of it)."},
     CVX_OPTIONS_END,
 };
 
@@ -94,6 +100,15 @@ typedef struct daemon {
     const cvx_daemon_hooks_t *hooks[MAX_HOOKS];
     unsigned nhooks;
     unsigned hooks_started;
+    struct {
+        unsigned roles;
+        int (*fn)(void);
+    } checks[MAX_HOOKS];
+    unsigned nchecks;
+    int force_takeover; /* --force-takeover */
+    cvx_lease_t *lease; /* of data_dir */
+    int exit_status;
+    char lease_note[640]; /* a takeover to log once the log runs */
 } daemon_t;
 
 static daemon_t D = {.ready_fd = -1};
@@ -112,7 +127,10 @@ cvx_role_t cvx_daemon_role(void)
 
 const char *cvx_daemon_role_name(cvx_role_t role)
 {
-    return role == CVX_ROLE_CALL ? "call" : role == CVX_ROLE_SYSTEM ? "system" : "all";
+    return role == CVX_ROLE_CALL      ? "call"
+           : role == CVX_ROLE_SYSTEM  ? "system"
+           : role == CVX_ROLE_WITNESS ? "witness"
+                                      : "all";
 }
 
 const char *cvx_daemon_name(void)
@@ -155,6 +173,24 @@ int cvx_daemon_add_section(const cvx_section_def_t *def, void *conf)
     return 0;
 }
 
+int cvx_daemon_add_sections(const cvx_section_def_t *def,
+                            int (*each)(void *arg, cvx_conf_section_t *sec, int live,
+                                        cvx_diag_t *diag),
+                            void (*release)(void *arg), void *arg)
+{
+    if (!def->repeated || each == NULL)
+        return CVX_EINVAL;
+    if (D.nsections == MAX_CORE_SECTIONS)
+        return CVX_ELIMIT;
+    D.sections[D.nsections].def = def;
+    D.sections[D.nsections].conf = NULL;
+    D.sections[D.nsections].each = each;
+    D.sections[D.nsections].release = release;
+    D.sections[D.nsections].each_arg = arg;
+    D.nsections++;
+    return 0;
+}
+
 void cvx_daemon_foreach_section(int (*fn)(const cvx_core_section_t *s, void *arg), void *arg)
 {
     for (unsigned i = 0; i < D.nsections; i++)
@@ -167,6 +203,15 @@ int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks)
     if (D.nhooks == MAX_HOOKS)
         return CVX_ELIMIT;
     D.hooks[D.nhooks++] = hooks;
+    return 0;
+}
+
+int cvx_daemon_add_check(unsigned roles, int (*check)(void))
+{
+    if (D.nchecks == MAX_HOOKS)
+        return CVX_ELIMIT;
+    D.checks[D.nchecks].roles = roles;
+    D.checks[D.nchecks++].fn = check;
     return 0;
 }
 
@@ -216,7 +261,7 @@ static void release_core_conf(cvx_general_conf_t *g, cvx_log_conf_t *l)
 
 /* Binds the core's own sections of conf into g, l and the registered core sections. */
 static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l, void **extra,
-                     cvx_diag_t *diag)
+                     int live, cvx_diag_t *diag)
 {
     int rc = 0;
     if (cvx_conf_bind(&cvx_general_section, cvx_conf_find(conf, "general", NULL), g, diag))
@@ -225,6 +270,14 @@ static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l,
         rc = CVX_EINVAL;
     for (unsigned i = 0; i < D.nsections; i++) {
         const cvx_section_def_t *def = D.sections[i].def;
+        if (def->repeated) {
+            /* One bind per "[kind:name]", into storage the owner gives for each. */
+            for (cvx_conf_section_t *s = conf->sections; s != NULL; s = s->next)
+                if (s->name != NULL && strcmp(s->kind, def->kind) == 0 &&
+                    D.sections[i].each(D.sections[i].each_arg, s, live, diag) != 0)
+                    rc = CVX_EINVAL;
+            continue;
+        }
         if (cvx_conf_bind(def, cvx_conf_find(conf, def->kind, NULL), extra[i], diag))
             rc = CVX_EINVAL;
     }
@@ -349,9 +402,19 @@ int cvx_daemon_reload(cvx_diag_t *report)
     void *extra[MAX_CORE_SECTIONS] = {0};
     int rc = conf ? cvx_conf_load(conf, D.config_path, &diag) : CVX_ENOMEM;
     for (unsigned i = 0; i < D.nsections; i++)
-        extra[i] = calloc(1, D.sections[i].def->conf_size);
+        if (!D.sections[i].def->repeated)
+            extra[i] = calloc(1, D.sections[i].def->conf_size);
+    cvx_diag_t later = {0}; /* what repeated sections say needs a restart */
     if (rc == 0)
-        rc = bind_core(conf, &g, &l, extra, &diag);
+        rc = bind_core(conf, &g, &l, extra, 0, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        if (strncmp(diag.msgs[i], "needs a restart: ", 17) == 0) {
+            cvx_diag_add(&later, "%s", diag.msgs[i] + 17);
+            free(diag.msgs[i]);
+            memmove(&diag.msgs[i], &diag.msgs[i + 1], (diag.n - i - 1) * sizeof(diag.msgs[0]));
+            diag.n--;
+            i--;
+        }
     if (rc != 0 || diag.n > 0) {
         for (size_t i = 0; i < diag.n; i++)
             cvx_diag_add(report, "error: %s", diag.msgs[i]);
@@ -372,8 +435,13 @@ int cvx_daemon_reload(cvx_diag_t *report)
     compare_section(&cvx_general_section, &D.general, &g, &applied, &restart, report);
     compare_section(&cvx_log_section, &D.log, &l, &applied, &restart, report);
     for (unsigned i = 0; i < D.nsections; i++)
-        compare_section(D.sections[i].def, D.sections[i].conf, extra[i], &applied, &restart,
-                        report);
+        if (!D.sections[i].def->repeated)
+            compare_section(D.sections[i].def, D.sections[i].conf, extra[i], &applied, &restart,
+                            report);
+    for (size_t i = 0; i < later.n; i++) {
+        cvx_diag_add(report, "%s: needs a restart", later.msgs[i]);
+        restart++;
+    }
     for (size_t i = 0; i < changes.n; i++)
         cvx_diag_add(report, "%s", changes.msgs[i]);
     cvx_diag_clear(&changes);
@@ -384,7 +452,7 @@ int cvx_daemon_reload(cvx_diag_t *report)
     D.log.level = l.level;
     for (unsigned i = 0; i < D.nsections; i++) {
         const cvx_section_def_t *def = D.sections[i].def;
-        for (const cvx_option_t *o = def->options; o->name != NULL; o++) {
+        for (const cvx_option_t *o = def->options; !def->repeated && o->name != NULL; o++) {
             if (!(o->flags & CVX_OPT_RELOADABLE) || o->type == CVX_OPT_STRING ||
                 o->type == CVX_OPT_LIST)
                 continue;
@@ -402,6 +470,7 @@ int cvx_daemon_reload(cvx_diag_t *report)
         if (D.hooks[i]->reloaded != NULL && (D.hooks[i]->roles & D.role))
             D.hooks[i]->reloaded();
 out:
+    cvx_diag_clear(&later);
     release_core_conf(&g, &l);
     for (unsigned i = 0; i < D.nsections; i++) {
         if (extra[i] != NULL)
@@ -491,9 +560,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: callvoxd [options]\n"
             "  -c, --config FILE   configuration file (default %s, plus conf.d/*.conf)\n"
-            "  -r, --role ROLE     call, system or all (overrides [general] role)\n"
+            "  -r, --role ROLE     call, system, all or witness (overrides [general] role)\n"
             "  -f, --foreground    stay in the foreground and log to stderr\n"
             "  -t, --check-config  check the configuration and exit\n"
+            "      --force-takeover  take the data directory's lease from a holder that\n"
+            "                      looks alive (only after fencing its host: README)\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n",
             CVX_DEFAULT_CONFIG);
@@ -502,13 +573,11 @@ static void usage(FILE *f)
 /* Parses the command line; returns -1 to go on, or an exit status. */
 static int parse_args(int argc, char **argv, int *check_only)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"role", required_argument, NULL, 'r'},
-                                             {"foreground", no_argument, NULL, 'f'},
-                                             {"check-config", no_argument, NULL, 't'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},   {"role", required_argument, NULL, 'r'},
+        {"foreground", no_argument, NULL, 'f'},     {"check-config", no_argument, NULL, 't'},
+        {"force-takeover", no_argument, NULL, 'F'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int c;
     D.config_path = CVX_DEFAULT_CONFIG;
     while ((c = getopt_long(argc, argv, "c:r:ftVh", longopts, NULL)) != -1) {
@@ -523,8 +592,11 @@ static int parse_args(int argc, char **argv, int *check_only)
                 D.role = CVX_ROLE_SYSTEM;
             else if (strcmp(optarg, "all") == 0)
                 D.role = CVX_ROLE_ALL;
+            else if (strcmp(optarg, "witness") == 0)
+                D.role = CVX_ROLE_WITNESS;
             else {
-                fprintf(stderr, "callvoxd: unknown role '%s' (call, system or all)\n", optarg);
+                fprintf(stderr, "callvoxd: unknown role '%s' (call, system, all or witness)\n",
+                        optarg);
                 return 2;
             }
             D.role_forced = 1;
@@ -534,6 +606,9 @@ static int parse_args(int argc, char **argv, int *check_only)
             break;
         case 't':
             *check_only = 1;
+            break;
+        case 'F':
+            D.force_takeover = 1;
             break;
         case 'V':
             printf("callvoxd %s\n", CVX_VERSION);
@@ -565,10 +640,11 @@ static int configure(cvx_diag_t *diag)
     void *extra[MAX_CORE_SECTIONS];
     for (unsigned i = 0; i < D.nsections; i++)
         extra[i] = D.sections[i].conf;
-    bind_core(D.conf, &D.general, &D.log, extra, diag);
+    bind_core(D.conf, &D.general, &D.log, extra, 1, diag);
     if (!D.role_forced)
         D.role = D.general.role == 0   ? CVX_ROLE_CALL
                  : D.general.role == 1 ? CVX_ROLE_SYSTEM
+                 : D.general.role == 3 ? CVX_ROLE_WITNESS
                                        : CVX_ROLE_ALL;
     cvx_log_set_level((cvx_log_level_t)D.log.level);
     for (size_t i = 0; i < D.conf->nfiles; i++)
@@ -716,12 +792,50 @@ static void teardown(void)
     cvx__modules_unload(&D.modules);
     release_core_conf(&D.general, &D.log);
     for (unsigned i = 0; i < D.nsections; i++)
-        cvx_conf_release(D.sections[i].def->options, D.sections[i].conf);
+        if (D.sections[i].conf != NULL)
+            cvx_conf_release(D.sections[i].def->options, D.sections[i].conf);
+        else if (D.sections[i].release != NULL)
+            D.sections[i].release(D.sections[i].each_arg);
     cvx_conf_free(D.conf);
     D.conf = NULL;
 }
 
 static int run(int check_only);
+
+/* --- the data directory's lease -------------------------------------------------------------- */
+
+/* Creates data_dir if needed and takes its lease (cvx/lease.h).  Before the log starts: the
+ * refusal goes to stderr, a takeover notice is kept for the log. */
+static int take_lease(struct passwd *pw, int switch_user)
+{
+    const char *dir = D.general.data_dir;
+    int rc =
+        prepare_dir(dir, switch_user ? pw->pw_uid : 0, switch_user ? pw->pw_gid : 0, switch_user);
+    if (rc != 0)
+        return rc;
+    rc = cvx_lease_acquire(dir, (uint64_t)D.general.lease_timeout_ms, D.force_takeover, &D.lease,
+                           D.lease_note, sizeof(D.lease_note));
+    if (rc != 0) {
+        fprintf(stderr, "callvoxd: %s\n", D.lease_note);
+        return rc;
+    }
+    if (switch_user) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/callvox.lease", dir);
+        if (chown(path, pw->pw_uid, pw->pw_gid) != 0)
+            fprintf(stderr, "callvoxd: cannot give %s to the daemon's user: %s\n", path,
+                    strerror(errno));
+    }
+    return 0;
+}
+
+static void on_lease_lost(void *arg, const char *why)
+{
+    (void)arg;
+    cvx_error("%s: stopping now", why);
+    D.exit_status = 1;
+    cvx_daemon_shutdown(0);
+}
 
 int cvx_daemon_main(int argc, char **argv)
 {
@@ -760,6 +874,16 @@ static int run(int check_only)
         return 2;
     }
     if (check_only) {
+        int bad = 0;
+        for (unsigned i = 0; i < D.nchecks; i++)
+            if (D.checks[i].roles & D.role)
+                bad |= D.checks[i].fn() != 0;
+        if (bad) {
+            fprintf(stderr, "callvoxd: configuration has errors; not starting\n");
+            teardown();
+            cvx_loop_close_all(&D.loop);
+            return 2;
+        }
         printf("callvoxd: configuration OK (%zu file%s, role %s)\n", D.conf->nfiles,
                D.conf->nfiles == 1 ? "" : "s", cvx_daemon_role_name(D.role));
         teardown();
@@ -775,9 +899,19 @@ static int run(int check_only)
         cvx_loop_close_all(&D.loop);
         return 1;
     }
+    rc = take_lease(&pw, switch_user);
+    if (rc != 0) {
+        teardown();
+        cvx_loop_close_all(&D.loop);
+        return 1;
+    }
     cvx_log_start(D.foreground ? CVX_LOG_TO_STDERR : CVX_LOG_TO_SYSLOG, "callvoxd");
+    if (D.lease_note[0] != '\0')
+        cvx_warn("%s", D.lease_note);
     D.started_ms = uv_now(&D.loop);
     rc = start_handles();
+    if (rc == 0)
+        rc = cvx_lease_start(D.lease, &D.loop, on_lease_lost, NULL);
     if (rc == 0)
         rc = start_privileged(&pw, switch_user);
     if (rc == 0 && switch_user)
@@ -788,6 +922,8 @@ static int run(int check_only)
         cvx_error("start-up failed: %s", cvx_strerror(rc));
         cvx_daemon_shutdown(0);
         uv_run(&D.loop, UV_RUN_DEFAULT);
+        cvx_lease_release(D.lease);
+        D.lease = NULL;
         teardown();
         cvx_loop_close_all(&D.loop);
         cvx_log_stop();
@@ -802,8 +938,10 @@ static int run(int check_only)
     if (D.general.pid_file != NULL && D.general.pid_file[0] != '\0')
         unlink(D.general.pid_file);
     cvx_notice("callvoxd stopped");
+    cvx_lease_release(D.lease);
+    D.lease = NULL;
     teardown();
     cvx_loop_close_all(&D.loop);
     cvx_log_stop();
-    return 0;
+    return D.exit_status;
 }

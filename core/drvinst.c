@@ -131,6 +131,7 @@ int cvx_drv_originate(cvx_drv_inst_t *inst, const cvx_call_info_t *info, cvx_cha
         /* Refused at once (busy, say): it never was a call, so it is not counted as one. */
         inst->calls_total--;
         chan->state = CVX_CHAN_ENDED;
+        chan->no_record = 1;
         cvx_chan_unref(chan);
         return rc;
     }
@@ -148,6 +149,7 @@ void cvx_drv_event(cvx_drv_inst_t *inst, cvx_chan_t *chan, const cvx_event_t *ev
 {
     switch (ev->type) {
     case CVX_EV_INCOMING: {
+        chan->cdr_info = chan->info; /* for the call record, before a flow changes it */
         cvx_log_ctx_t ctx = cvx_chan_log_ctx(chan, "routing a new call");
         cvx_log_ctx(CVX_LOG_INFO, &ctx,
                     "incoming call from '%s' to '%s' (redirected from '%s', %s)",
@@ -162,14 +164,18 @@ void cvx_drv_event(cvx_drv_inst_t *inst, cvx_chan_t *chan, const cvx_event_t *ev
     case CVX_EV_ANSWERED:
         if (chan->state == CVX_CHAN_ENDED)
             break; /* an answer that crossed the hangup: the call is over */
-        if (chan->state == CVX_CHAN_DIALING || chan->state == CVX_CHAN_RINGING)
+        if (chan->state == CVX_CHAN_DIALING || chan->state == CVX_CHAN_RINGING) {
             chan->state = CVX_CHAN_UP;
+            chan->answer_wall_ms = cvx__wall_ms();
+        }
         deliver(chan, ev);
         break;
     case CVX_EV_HANGUP:
         if (chan->state == CVX_CHAN_ENDED)
             break; /* reported twice: once is enough */
         chan->state = CVX_CHAN_ENDED;
+        chan->end_wall_ms = cvx__wall_ms();
+        chan->end_cause = (int)ev->u.hangup.cause;
         cvx__chan_unlink(chan);
         deliver(chan, ev);
         break;

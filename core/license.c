@@ -25,6 +25,7 @@
 #include "cvx/error.h"
 #include "cvx/license.h"
 #include "cvx/log.h"
+#include "license_impl.h"
 
 #ifndef CVX_LICENSE_PUBKEY_B64
 #error "CVX_LICENSE_PUBKEY_B64 must be defined by the build (CVX_LICENSE_PUBLIC_KEY)"
@@ -229,9 +230,23 @@ int cvx_license_has_feature(unsigned feature)
     return (L.lic.features & feature) == feature;
 }
 
-static uint32_t port_limit(void)
+/* Demo mode's ports.  Test builds may raise them with CVX_LICENSE_TEST_DEMO_PORTS, because
+ * the test and benchmark harnesses run far more than 8 calls without a licence (ctest and
+ * tools/bench set it; the test of the demo limit unsets it).  Release builds
+ * (-DBUILD_TESTING=OFF) always allow CVX_LICENSE_DEMO_PORTS. */
+uint32_t cvx__license_demo_ports(void)
 {
-    return L.state == LIC_DEMO || !L.loaded ? CVX_LICENSE_DEMO_PORTS : L.lic.ports;
+#ifdef CVX_LICENSE_TEST_HOOKS
+    const char *t = getenv("CVX_LICENSE_TEST_DEMO_PORTS");
+    if (t != NULL && *t != '\0')
+        return (uint32_t)strtoul(t, NULL, 10);
+#endif
+    return CVX_LICENSE_DEMO_PORTS;
+}
+
+uint32_t cvx__license_port_limit(void)
+{
+    return L.state == LIC_DEMO || !L.loaded ? cvx__license_demo_ports() : L.lic.ports;
 }
 
 uint32_t cvx_license_max_mailboxes(void)
@@ -241,19 +256,34 @@ uint32_t cvx_license_max_mailboxes(void)
     return L.state == LIC_DEMO || !L.loaded ? CVX_LICENSE_DEMO_MAILBOXES : L.lic.mailboxes;
 }
 
-/* Ports are enforced with a licence in force (roles system and all).  Demo mode counts but
- * does not refuse yet: the test and benchmark harnesses run more than 8 calls without a
- * licence (see README, Licensing).  Call servers learn the cluster's count from the system
- * server once the link exists. */
-static int ports_enforced(void)
+/* Ports are enforced with a licence in force and in demo mode (roles system and all); not
+ * while the proof is still pending at boot.  Call servers learn the cluster's count from the
+ * system server once the link carries it (see README, Licensing). */
+int cvx__license_ports_enforced(void)
 {
-    return L.loaded && L.state != LIC_DEMO && L.state != LIC_UNCHECKED &&
-           (cvx_daemon_role() & CVX_ROLE_SYSTEM);
+    return L.loaded && L.state != LIC_UNCHECKED && (cvx_daemon_role() & CVX_ROLE_SYSTEM);
 }
 
+const char *cvx__license_state_name(void)
+{
+    return state_names[L.state];
+}
+
+unsigned cvx__license_local_calls(void)
+{
+    return L.ncalls;
+}
+
+/* A call server admits within the ports its system server granted it; a system server (role
+ * all, or role system for the call servers it serves) counts the call servers' calls too
+ * (license_ports.c). */
 int cvx_license_admit_call(void)
 {
-    if (ports_enforced() && L.ncalls >= port_limit()) {
+    int fits = cvx_daemon_role() == CVX_ROLE_CALL
+                   ? cvx__license_grant_admits(L.ncalls)
+                   : !cvx__license_ports_enforced() ||
+                         L.ncalls + cvx__license_remote_calls() < cvx__license_port_limit();
+    if (!fits) {
         L.calls_refused++;
         return CVX_ELIMIT;
     }
@@ -261,6 +291,7 @@ int cvx_license_admit_call(void)
     L.calls_admitted++;
     if (L.ncalls > L.peak_calls)
         L.peak_calls = L.ncalls;
+    cvx__license_calls_changed(L.ncalls);
     return 0;
 }
 
@@ -268,10 +299,13 @@ void cvx_license_release_call(void)
 {
     if (L.ncalls > 0)
         L.ncalls--;
+    cvx__license_calls_changed(L.ncalls);
 }
 
 int cvx_license_accepting_messages(const char **why)
 {
+    if (cvx_daemon_role() == CVX_ROLE_CALL)
+        return cvx__license_remote_accepting(why);
     int ok = L.state == LIC_DEMO || L.state == LIC_VALID || L.state == LIC_UNCHECKED;
     if (why != NULL)
         *why = ok ? NULL : L.why;
@@ -310,7 +344,16 @@ static const cvx_license_provider_t *find_provider(const char *name)
     return NULL;
 }
 
+static void proof_apply(int status, const char *hash, const char *detail);
+
+/* A provider's verdict; call servers hear of any change (license_ports.c). */
 static void proof_done(int status, const char *hash, const char *detail)
+{
+    proof_apply(status, hash, detail);
+    cvx__license_state_changed();
+}
+
+static void proof_apply(int status, const char *hash, const char *detail)
 {
     const char *pname = provider_names[L.conf.provider];
     if (L.state != LIC_PROVING && L.state != LIC_VALID && L.state != LIC_UNPROVEN)
@@ -351,12 +394,13 @@ static void proof_done(int status, const char *hash, const char *detail)
 static int license_start(uv_loop_t *loop)
 {
     (void)loop;
+    cvx__license_ports_start();
     int rc = ensure_loaded();
     if (rc != 0) /* the line above says exactly why; the daemon adds the code */
         return rc == CVX_EIO || rc == CVX_ENOMEM ? rc : CVX_EPERM;
     if (L.state == LIC_DEMO) {
-        cvx_notice("licence: no licence file ([license] file): demo mode, %d ports, %d mailboxes",
-                   CVX_LICENSE_DEMO_PORTS, CVX_LICENSE_DEMO_MAILBOXES);
+        cvx_notice("licence: no licence file ([license] file): demo mode, %u ports, %d mailboxes",
+                   cvx__license_demo_ports(), CVX_LICENSE_DEMO_MAILBOXES);
         return 0;
     }
     char feats[96];
@@ -399,6 +443,34 @@ static void license_stop(void)
         p->stop();
     if (L.state == LIC_PROVING)
         L.state = LIC_UNCHECKED;
+    cvx__license_ports_stop();
+}
+
+/* Call servers: the ports their system server grants, and its licence's state. */
+static int license_call_start(uv_loop_t *loop)
+{
+    (void)loop;
+    return cvx__license_ports_start();
+}
+
+static const cvx_daemon_hooks_t license_call_hooks = {
+    "licence (call server)", CVX_ROLE_CALL, license_call_start, cvx__license_ports_stop, NULL};
+
+/* --check-config: the file's signature, key and expiry (not the proof, which needs the
+ * dongle or the licence server). */
+static int license_check(void)
+{
+    if (ensure_loaded() != 0)
+        return CVX_EINVAL; /* ensure_loaded logged why (to stderr: the log is not started) */
+    if (L.state == LIC_DEMO)
+        printf("callvoxd: licence: none, demo mode (%d ports, %d mailboxes)\n",
+               CVX_LICENSE_DEMO_PORTS, CVX_LICENSE_DEMO_MAILBOXES);
+    else
+        printf("callvoxd: licence %s for %s: %u ports, %u mailboxes, expires %s; proof by %s at "
+               "start\n",
+               L.lic.serial, L.lic.customer, L.lic.ports, L.lic.mailboxes,
+               L.lic.expires[0] ? L.lic.expires : "never", provider_names[L.conf.provider]);
+    return 0;
 }
 
 static const cvx_daemon_hooks_t license_hooks = {"licence", CVX_ROLE_SYSTEM, license_start,
@@ -406,21 +478,9 @@ static const cvx_daemon_hooks_t license_hooks = {"licence", CVX_ROLE_SYSTEM, lic
 
 /* --- show license ---------------------------------------------------------------------- */
 
-static void kv(cvx_cmd_req_t *req, const char *key, const char *v)
-{
-    cvx_cmd_printf(req, "%-20s %s\n", key, v);
-    cvx_cmd_json_str(req, key, v);
-}
-
-static void kv_num(cvx_cmd_req_t *req, const char *key, unsigned long long v)
-{
-    cvx_cmd_printf(req, "%-20s %llu\n", key, v);
-    cvx_cmd_json_uint(req, key, v);
-}
-
 static void describe_line(void *arg, const char *key, const char *value)
 {
-    kv(arg, key, value);
+    cvx_cmd_kv(arg, 20, key, value);
 }
 
 static int cmd_show_license(cvx_cmd_req_t *req)
@@ -428,38 +488,40 @@ static int cmd_show_license(cvx_cmd_req_t *req)
     const char *why = NULL;
     int accepting = cvx_license_accepting_messages(&why);
     if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM)) {
-        cvx_cmd_error(req, "this is a call server: the licence is held by the system server");
-        return CVX_ENOTSUP;
+        cvx__license_ports_describe(req, L.ncalls, L.calls_refused, L.peak_calls);
+        return 0;
     }
-    kv(req, "state", state_names[L.state]);
+    cvx_cmd_kv(req, 20, "state", state_names[L.state]);
     if (L.state == LIC_DEMO) {
-        kv(req, "mode", "demo (no [license] file)");
+        cvx_cmd_kv(req, 20, "mode", "demo (no [license] file)");
     } else if (L.state != LIC_REFUSED) {
         char feats[96];
         cvx_license_features_format(L.lic.features, feats, sizeof(feats));
-        kv(req, "file", L.conf.file);
-        kv(req, "serial", L.lic.serial);
-        kv(req, "customer", L.lic.customer);
-        kv(req, "issued", L.lic.issued);
-        kv(req, "expires", L.lic.expires[0] ? L.lic.expires : "never");
-        kv(req, "features", feats);
-        kv(req, "provider", provider_names[L.conf.provider]);
-        kv(req, "proven_hash", L.proven_hash[0] ? L.proven_hash : "-");
-        kv(req, "proof", L.proof_detail[0] ? L.proof_detail : "-");
+        cvx_cmd_kv(req, 20, "file", L.conf.file);
+        cvx_cmd_kv(req, 20, "serial", L.lic.serial);
+        cvx_cmd_kv(req, 20, "customer", L.lic.customer);
+        cvx_cmd_kv(req, 20, "issued", L.lic.issued);
+        cvx_cmd_kv(req, 20, "expires", L.lic.expires[0] ? L.lic.expires : "never");
+        cvx_cmd_kv(req, 20, "features", feats);
+        cvx_cmd_kv(req, 20, "provider", provider_names[L.conf.provider]);
+        cvx_cmd_kv(req, 20, "proven_hash", L.proven_hash[0] ? L.proven_hash : "-");
+        cvx_cmd_kv(req, 20, "proof", L.proof_detail[0] ? L.proof_detail : "-");
         const cvx_license_provider_t *p = find_provider(provider_names[L.conf.provider]);
         if (p != NULL && p->describe != NULL)
             p->describe(describe_line, req);
     }
-    kv_num(req, "ports", port_limit());
-    cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced", ports_enforced() ? "yes" : "no");
-    cvx_cmd_json_bool(req, "ports_enforced", ports_enforced());
-    kv_num(req, "ports_in_use", L.ncalls);
-    kv_num(req, "ports_peak", L.peak_calls);
-    kv_num(req, "calls_refused", L.calls_refused);
-    kv_num(req, "mailboxes", cvx_license_max_mailboxes());
-    kv(req, "messages", accepting ? "accepted" : "refused");
+    cvx_cmd_kv_uint(req, 20, "ports", cvx__license_port_limit());
+    cvx_cmd_printf(req, "%-20s %s\n", "ports_enforced",
+                   cvx__license_ports_enforced() ? "yes" : "no");
+    cvx_cmd_json_bool(req, "ports_enforced", cvx__license_ports_enforced());
+    cvx_cmd_kv_uint(req, 20, "ports_in_use", L.ncalls + cvx__license_remote_calls());
+    cvx_cmd_kv_uint(req, 20, "ports_on_call_servers", cvx__license_remote_calls());
+    cvx_cmd_kv_uint(req, 20, "ports_peak", L.peak_calls);
+    cvx_cmd_kv_uint(req, 20, "calls_refused", L.calls_refused);
+    cvx_cmd_kv_uint(req, 20, "mailboxes", cvx_license_max_mailboxes());
+    cvx_cmd_kv(req, 20, "messages", accepting ? "accepted" : "refused");
     if (!accepting)
-        kv(req, "why", why);
+        cvx_cmd_kv(req, 20, "why", why);
     return 0;
 }
 
@@ -482,6 +544,10 @@ int cvx_license_register(void)
     int rc = cvx_daemon_add_section(&license_section, &L.conf);
     if (rc == 0)
         rc = cvx_daemon_add_hooks(&license_hooks);
+    if (rc == 0)
+        rc = cvx_daemon_add_hooks(&license_call_hooks);
+    if (rc == 0)
+        rc = cvx_daemon_add_check(CVX_ROLE_SYSTEM, license_check);
     if (rc == 0)
         rc = cvx_cmd_register(license_cmds);
     return rc;

@@ -172,6 +172,17 @@ static void claim_sections(cvx_conf_t *conf, const char *kind)
             s->claimed = 1;
 }
 
+/* The same for the other kinds of section an opened module declares ([menu:NAME] and
+ * [schedule:NAME] of the attendant), so that a server that does not load it in its role
+ * does not find them unclaimed.  Call before the module is closed. */
+static void claim_declared(cvx_conf_t *conf, const cvx__module_t *m)
+{
+    if (m->desc == NULL || m->desc->sections == NULL)
+        return;
+    for (const cvx_section_def_t *const *d = m->desc->sections; *d != NULL; d++)
+        claim_sections(conf, (*d)->kind);
+}
+
 static void append(cvx__module_t **list, cvx__module_t *m)
 {
     while (*list != NULL)
@@ -206,6 +217,7 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
             /* A system server loads no media driver: close it again, untouched. */
             m->state = CVX__MOD_SKIPPED;
             snprintf(m->reason, sizeof(m->reason), "not used in this role");
+            claim_declared(conf, m);
             cvx__module_close(m);
             claim_sections(conf, m->name);
             cvx_debug("module %s: %s", path, m->reason);
@@ -214,6 +226,7 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
         if (cvx__license_denies_module(m->name, m->reason, sizeof(m->reason))) {
             /* An unlicensed feature: close it again, untouched, and say so. */
             m->state = CVX__MOD_SKIPPED;
+            claim_declared(conf, m);
             cvx__module_close(m);
             claim_sections(conf, m->name);
             cvx_notice("module %s: %s", path, m->reason);
@@ -229,6 +242,7 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
                  m->desc->description ? m->desc->description : "");
         return 0;
     case CVX__MOD_DECLINED:
+        claim_declared(conf, m);
         claim_sections(conf, m->name);
         if (m->required) {
             cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path, m->reason,
@@ -239,6 +253,7 @@ static int load_one(const char *path, cvx_conf_t *conf, cvx_role_t role, uv_loop
         cvx__module_close(m);
         return 0;
     default:
+        claim_declared(conf, m);
         claim_sections(conf, m->name);
         if (m->required) {
             cvx_diag_add(diag, "module %s %s, and [module:%s] says required = yes", path, m->reason,

@@ -147,6 +147,7 @@ static int account(cvx_store_t *st, MDB_txn *txn, const cvx_message_t *msg, int 
     int rc = store__get_mwi(st, txn, msg->mailbox, &m);
     if (rc != 0)
         return rc;
+    uint32_t before[3] = {m.pub.msgs_new, m.pub.urgent_new, m.pub.msgs_saved};
     count(&m, msg, add);
     uint8_t lamp = m.pub.msgs_new > 0;
     if (lamp != m.pub.lamp) {
@@ -154,6 +155,11 @@ static int account(cvx_store_t *st, MDB_txn *txn, const cvx_message_t *msg, int 
         m.pub.generation++;
         op->mwi_changed = 1;
     }
+    /* The counts the lamp's NOTIFY carries (RFC 3842 new/old) changed: the watcher is told
+     * too, so that a device showing counts is updated, not only a lamp that turns. */
+    if (before[0] != m.pub.msgs_new || before[1] != m.pub.urgent_new ||
+        before[2] != m.pub.msgs_saved)
+        op->mwi_changed = 1;
     if (op->mwi_changed)
         op->mwi = m.pub;
     return put_rec(st, txn, DB_MWI, msg->mailbox, strlen(msg->mailbox), REC_MWI, &m);

@@ -63,9 +63,14 @@ static void add_bound(views_t *vs, const char *label, const cvx_section_def_t *d
     v->owned = c;
 }
 
+static void add_sections_of(views_t *vs, const cvx_section_def_t *def, int need_name);
+
 static int add_core_section(const cvx_core_section_t *s, void *arg)
 {
-    add_view(arg, s->def->kind, s->def, s->conf);
+    if (s->def->repeated)
+        add_sections_of(arg, s->def, 1);
+    else
+        add_view(arg, s->def->kind, s->def, s->conf);
     return 0;
 }
 

@@ -231,6 +231,18 @@ void cvx_cmd_printf(cvx_cmd_req_t *req, const char *fmt, ...)
     va_end(ap);
 }
 
+void cvx_cmd_kv(cvx_cmd_req_t *req, int width, const char *key, const char *value)
+{
+    cvx_cmd_printf(req, "%-*s %s\n", width, key, value);
+    cvx_cmd_json_str(req, key, value);
+}
+
+void cvx_cmd_kv_uint(cvx_cmd_req_t *req, int width, const char *key, unsigned long long v)
+{
+    cvx_cmd_printf(req, "%-*s %llu\n", width, key, v);
+    cvx_cmd_json_uint(req, key, v);
+}
+
 void cvx_cmd_error(cvx_cmd_req_t *req, const char *fmt, ...)
 {
     cvx__sbuf_t b = {0};

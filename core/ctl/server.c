@@ -838,8 +838,8 @@ static void ctl_stop(void)
         cvx_notice("control: %lu log lines were not shown to attached shells (queue full)", lost);
 }
 
-static const cvx_daemon_hooks_t ctl_hooks = {"control socket", CVX_ROLE_ALL, ctl_start, ctl_stop,
-                                             NULL};
+static const cvx_daemon_hooks_t ctl_hooks = {"control socket", CVX_ROLE_ALL | CVX_ROLE_WITNESS,
+                                             ctl_start, ctl_stop, NULL};
 
 int cvx__ctl_setup(void)
 {

@@ -200,18 +200,6 @@ static int cmd_show_callservers(cvx_cmd_req_t *req)
     return 0;
 }
 
-static void kv(cvx_cmd_req_t *req, const char *key, const char *v)
-{
-    cvx_cmd_printf(req, "%-12s %s\n", key, v);
-    cvx_cmd_json_str(req, key, v);
-}
-
-static void kv_num(cvx_cmd_req_t *req, const char *key, unsigned long long v)
-{
-    cvx_cmd_printf(req, "%-12s %llu\n", key, v);
-    cvx_cmd_json_uint(req, key, v);
-}
-
 static int cmd_show_link(cvx_cmd_req_t *req)
 {
     if (!cvx__link_client_running()) {
@@ -225,16 +213,16 @@ static int cmd_show_link(cvx_cmd_req_t *req)
     format_rtt(i.rtt_us, rtt, sizeof(rtt));
     format_since(i.since_ms, since, sizeof(since));
     snprintf(epoch, sizeof(epoch), "%016llx", (unsigned long long)i.epoch);
-    kv(req, "server", i.server[0] ? i.server : "-");
-    kv(req, "name", i.name[0] ? i.name : "-");
-    kv(req, "state", i.state);
-    kv(req, "epoch", i.epoch ? epoch : "-");
+    cvx_cmd_kv(req, 12, "server", i.server[0] ? i.server : "-");
+    cvx_cmd_kv(req, 12, "name", i.name[0] ? i.name : "-");
+    cvx_cmd_kv(req, 12, "state", i.state);
+    cvx_cmd_kv(req, 12, "epoch", i.epoch ? epoch : "-");
     cvx_cmd_printf(req, "%-12s %s\n", "rtt_ms", rtt);
     cvx_cmd_json_double(req, "rtt_ms", (double)i.rtt_us / 1000.0);
-    kv_num(req, "pending", i.pending);
-    kv_num(req, "reconnects", i.reconnects);
-    kv(req, "since", since);
-    kv(req, "last_error", i.last_error[0] ? i.last_error : "-");
+    cvx_cmd_kv_uint(req, 12, "pending", i.pending);
+    cvx_cmd_kv_uint(req, 12, "reconnects", i.reconnects);
+    cvx_cmd_kv(req, 12, "since", since);
+    cvx_cmd_kv(req, 12, "last_error", i.last_error[0] ? i.last_error : "-");
     return 0;
 }
 

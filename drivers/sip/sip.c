@@ -49,6 +49,8 @@ const cvx_option_t sip_options[] = {
      0, "The password for the registrar's digest challenge."},
     {"register_expiry", CVX_OPT_DURATION, offsetof(sip_conf_t, register_expiry_ms), "3600s", 60000,
      86400000, NULL, 0, "Registration lifetime asked for; it is refreshed before it runs out."},
+    {"register_retry", CVX_OPT_DURATION, offsetof(sip_conf_t, register_retry_ms), "30s", 1000,
+     3600000, NULL, 0, "After a failed registration, register again this long later."},
     {"proxy", CVX_OPT_STRING, offsetof(sip_conf_t, proxy), NULL, 0, 0, NULL, 0,
      "Where outbound calls, transfers and MWI go when given a bare number (sip:HOST[:PORT])."},
     {"number_map", CVX_OPT_LIST, offsetof(sip_conf_t, number_map), "", 0, 0, NULL, 0,
@@ -183,7 +185,12 @@ static int parse_listen(const char *text, sip_listener_t *l, char *err, size_t e
     const char *br_open = l->family == AF_INET6 ? "[" : "",
                *br_close = l->family == AF_INET6 ? "]" : "";
     l->tls = transport && strcmp(transport, "tls") == 0;
-    if (transport)
+    /* Sofia-SIP's nta binds a "sip:" URL only to udp, tcp and sctp, whatever its ;transport=
+     * says ("sip:...;transport=tls" fails with EPROTONOSUPPORT); a TLS listener is bound by a
+     * "sips:" URL, whose only transport is tls (nta_agent_add_tport). */
+    if (l->tls)
+        snprintf(l->url, sizeof(l->url), "sips:%s%s%s:%ld", br_open, host, br_close, pn);
+    else if (transport)
         snprintf(l->url, sizeof(l->url), "sip:%s%s%s:%ld;transport=%s", br_open, host, br_close, pn,
                  transport);
     else
@@ -298,7 +305,8 @@ static int listener_probe(const sip_listener_t *l, const char *cert_dir)
          * without it nua_create() fails, leaking as above. */
         char pem[4096];
         snprintf(pem, sizeof(pem), "%s/agent.pem", cert_dir ? cert_dir : ".");
-        return access(pem, R_OK) == 0;
+        if (access(pem, R_OK) != 0)
+            return 0;
     }
     const char *colon = strrchr(l->label, ':');
     if (colon == NULL)
@@ -323,7 +331,7 @@ static int listener_probe(const sip_listener_t *l, const char *cert_dir)
         len = sizeof(*a);
     }
     int udp = strncmp(l->label, "udp", 3) == 0;
-    int tcp = strstr(l->label, "tcp") != NULL;
+    int tcp = l->tls || strstr(l->label, "tcp") != NULL; /* TLS listens on TCP */
     for (int i = 0; i < 2; i++) {
         if ((i == 0 && !udp) || (i == 1 && !tcp))
             continue;
@@ -359,9 +367,10 @@ static int sip_start(void *priv)
                 sip_reactor_root(si->reactor), sip_nua_callback, l, NUTAG_URL(l->url),
                 NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOALERT(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOACK(1),
                 SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, "
-                                 "REFER, NOTIFY"),
-                NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"), NUTAG_ENABLEMESSAGE(1),
-                SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION), SIPTAG_SUPPORTED_STR("timer"),
+                                 "REFER, NOTIFY, SUBSCRIBE"),
+                NUTAG_ALLOW_EVENTS("message-summary"), NUTAG_APPL_METHOD("UPDATE, INFO, MESSAGE"),
+                NUTAG_ENABLEMESSAGE(1), SIPTAG_USER_AGENT_STR("callvox/" CVX_VERSION),
+                SIPTAG_SUPPORTED_STR("timer"),
                 TAG_IF(l->tls, NUTAG_CERTIFICATE_DIR(si->conf.tls_cert_dir)), TAG_END());
         if (l->nua == NULL) {
             if (l->tls)
@@ -509,6 +518,8 @@ void sip_nua_callback(nua_event_t event, int status, char const *phrase, nua_t *
     if (hm == NULL) {
         if (event == nua_i_invite && nh != NULL) {
             sip_call_incoming(l, nh, sip);
+        } else if (event == nua_i_subscribe && nh != NULL) {
+            sip_sub_incoming(l, nh, sip);
         } else if (nh != NULL && event == nua_i_message) {
             /* Not a messaging server: 405 with the methods we take. */
             nua_respond(nh, 405, "Method Not Allowed", NUTAG_WITH_THIS(l->nua),
@@ -537,12 +548,21 @@ void sip_nua_callback(nua_event_t event, int status, char const *phrase, nua_t *
     case SIP_HM_MWI:
         sip_mwi_event((sip_mwi_t *)hm, event, status, phrase, sip, tags);
         break;
+    case SIP_HM_SUB:
+        sip_sub_event((sip_sub_t *)hm, event, status, phrase, sip, tags);
+        break;
     }
 }
 
 sip_listener_t *sip_listener_for(sip_inst_t *si, const char *uri)
 {
     int v6 = uri != NULL && strchr(uri, '[') != NULL;
+    /* A sips: target needs a listener with the TLS transport. */
+    if (uri != NULL && strncasecmp(uri, "sips:", 5) == 0)
+        for (unsigned i = 0; i < si->nlisteners; i++)
+            if (si->listeners[i].tls && si->listeners[i].nua != NULL &&
+                (si->listeners[i].family == AF_INET6) == v6)
+                return &si->listeners[i];
     for (unsigned i = 0; i < si->nlisteners; i++)
         if ((si->listeners[i].family == AF_INET6) == v6 && si->listeners[i].nua != NULL)
             return &si->listeners[i];
@@ -567,8 +587,10 @@ int sip_dest_uri(sip_inst_t *si, const char *dest, char *buf, size_t size)
         if (!(*p == '+' || *p == '*' || *p == '#' || (*p >= '0' && *p <= '9') ||
               (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '.'))
             return CVX_EINVAL;
-    const char *host = strncasecmp(proxy, "sip:", 4) == 0 ? proxy + 4 : proxy;
-    snprintf(buf, size, "sip:%s@%s", dest, host);
+    /* A sips: proxy (a trunk over TLS) keeps its scheme: the request goes over TLS. */
+    int sips = strncasecmp(proxy, "sips:", 5) == 0;
+    const char *host = sips ? proxy + 5 : strncasecmp(proxy, "sip:", 4) == 0 ? proxy + 4 : proxy;
+    snprintf(buf, size, "%s:%s@%s", sips ? "sips" : "sip", dest, host);
     return 0;
 }
 

@@ -61,6 +61,13 @@ static int cmd_show_sip(cvx_cmd_req_t *req)
                        (unsigned long long)k->reinvites, (unsigned long long)k->refer,
                        (unsigned long long)k->mwi_sent, (unsigned long long)k->mwi_failed,
                        (unsigned long long)k->originated, (unsigned long long)k->busy);
+        cvx_cmd_printf(req,
+                       "  message-summary subscriptions %u (accepted %llu, refused %llu, "
+                       "expired %llu)\n",
+                       sip_sub_count(si), (unsigned long long)k->subscribes,
+                       (unsigned long long)k->subscribes_refused,
+                       (unsigned long long)k->subscriptions_expired);
+        cvx_cmd_json_uint(req, "subscriptions", sip_sub_count(si));
         cvx_cmd_json_object(req, "counters");
         cvx_cmd_json_uint(req, "invites", k->invites);
         cvx_cmd_json_uint(req, "answered", k->answered);
@@ -71,6 +78,11 @@ static int cmd_show_sip(cvx_cmd_req_t *req)
         cvx_cmd_json_uint(req, "cancelled", k->cancelled);
         cvx_cmd_json_uint(req, "bye_in", k->bye_in);
         cvx_cmd_json_uint(req, "bye_out", k->bye_out);
+        cvx_cmd_json_uint(req, "mwi_sent", k->mwi_sent);
+        cvx_cmd_json_uint(req, "mwi_failed", k->mwi_failed);
+        cvx_cmd_json_uint(req, "subscribes", k->subscribes);
+        cvx_cmd_json_uint(req, "subscribes_refused", k->subscribes_refused);
+        cvx_cmd_json_uint(req, "subscriptions_expired", k->subscriptions_expired);
         cvx_cmd_json_end(req);
         cvx_cmd_json_end(req);
     }

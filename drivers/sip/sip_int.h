@@ -4,7 +4,8 @@
  *   sip_reactor.c  Sofia-SIP's su_root on the libuv loop (one thread, epoll port)
  *   sip_call.c     calls: INVITE in and out, offer/answer, hold, BYE, CANCEL, REFER, INFO
  *   sip_trust.c    trusted addresses, digest authentication, number mapping
- *   sip_reg.c      registration to a trunk, MWI NOTIFY
+ *   sip_reg.c      registration to a trunk
+ *   sip_mwi.c      MWI: NOTIFY (unsolicited or in a subscription), SUBSCRIBE for message-summary
  *   sip_sdp.c, sip_redirect.c  pure parsers (unit-tested)
  *
  * Thread: everything runs on the loop thread; Sofia-SIP runs there too (su_root_threading 0).
@@ -44,6 +45,7 @@ typedef struct sip_conf {
     char *register_user;
     char *register_password;
     long long register_expiry_ms;
+    long long register_retry_ms;
     char *proxy;              /* where outbound calls and MWI go when given a bare number */
     cvx_strlist_t number_map; /* "FROM>TO" prefix rules */
     int redirect_pick;        /* 0 first, 1 last */
@@ -93,10 +95,11 @@ typedef struct sip_counters {
     uint64_t invites, answered, rejected_untrusted, challenged, auth_failed, no_codec, bad_sdp;
     uint64_t cancelled, bye_in, bye_out, reinvites, refer, mwi_sent, mwi_failed, originated;
     uint64_t busy, dropped_defensive;
+    uint64_t subscribes, subscribes_refused, subscriptions_expired;
 } sip_counters_t;
 
 /* What a nua handle is bound to: every bound struct starts with this. */
-typedef enum { SIP_HM_CALL = 1, SIP_HM_REG, SIP_HM_MWI } sip_hm_kind_t;
+typedef enum { SIP_HM_CALL = 1, SIP_HM_REG, SIP_HM_MWI, SIP_HM_SUB } sip_hm_kind_t;
 typedef struct sip_hm {
     sip_hm_kind_t kind;
 } sip_hm_t;
@@ -123,6 +126,29 @@ typedef struct sip_mwi {
     int auth_tries;
 } sip_mwi_t;
 
+/* The last lamp state asked for per device (set_mwi), so that a device that subscribes is
+ * told the current state at once.  Keyed by the device's user part ("2001"). */
+typedef struct sip_lamp {
+    struct sip_lamp *next;
+    char user[64];
+    char mailbox[64];
+    int on;
+    unsigned new_msgs, old_msgs, new_urgent, old_urgent;
+} sip_lamp_t;
+
+/* A message-summary subscription we accepted (RFC 3265/6665 notifier, RFC 3842). */
+typedef struct sip_sub {
+    sip_hm_t hm;
+    struct sip_sub *next;
+    sip_inst_t *si;
+    nua_handle_t *nh;
+    char user[64];       /* the Request-URI's user: the mailbox or device subscribed to */
+    char from[128];      /* who subscribed, for show sip and the log */
+    uint64_t expires_ms; /* uv time */
+    uint64_t request_id; /* a set_mwi sent in this dialog, awaiting its response; 0: none */
+    int terminated;      /* the final NOTIFY is sent or the dialog is gone */
+} sip_sub_t;
+
 struct sip_inst {
     cvx_drv_inst_t *inst;
     sip_conf_t conf; /* a deep copy: the core's copy may change on reload */
@@ -135,6 +161,9 @@ struct sip_inst {
     unsigned ncalls;
     sip_reg_t reg;
     sip_mwi_t *mwis;
+    sip_lamp_t *lamps;
+    sip_sub_t *subs;
+    su_timer_t *sub_timer; /* expires subscriptions */
     sip_counters_t counters;
     uint8_t nonce_key[16];
     uint64_t sdp_session;
@@ -219,10 +248,18 @@ void sip_reg_start(sip_inst_t *si);
 void sip_reg_event(sip_reg_t *r, nua_event_t event, int status, char const *phrase,
                    sip_t const *sip, tagi_t tags[]);
 void sip_reg_stop(sip_inst_t *si);
+/* Answers a 401/407 to a request we sent with register_user's credentials: 1 when retried. */
+int sip_authenticate(sip_inst_t *si, nua_handle_t *nh, sip_t const *sip, int *tries);
 int sip_op_set_mwi(void *priv, const cvx_mwi_req_t *req);
 void sip_mwi_event(sip_mwi_t *m, nua_event_t event, int status, char const *phrase,
                    sip_t const *sip, tagi_t tags[]);
 void sip_mwi_free_all(sip_inst_t *si);
+/* A SUBSCRIBE outside any subscription (nh is nua's new handle), and events of one. */
+void sip_sub_incoming(sip_listener_t *l, nua_handle_t *nh, sip_t const *sip);
+void sip_sub_event(sip_sub_t *sub, nua_event_t event, int status, char const *phrase,
+                   sip_t const *sip, tagi_t tags[]);
+/* Live subscriptions, for show sip. */
+unsigned sip_sub_count(const sip_inst_t *si);
 
 /* The listener used for requests we start (registration, calls, MWI) toward uri. */
 sip_listener_t *sip_listener_for(sip_inst_t *si, const char *uri);

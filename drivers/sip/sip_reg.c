@@ -1,7 +1,7 @@
 /*
  * Registration to a trunk (REGISTER with digest credentials, refreshed by nua before it runs
- * out, retried every SIP_REG_RETRY_S after a failure; the line state follows it) and MWI by
- * unsolicited NOTIFY with a message-summary body (RFC 3842).
+ * out, retried register_retry after a failure; the line state follows it).  MWI is in
+ * sip_mwi.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +14,6 @@
 #include "cvx/error.h"
 #include "cvx/log.h"
 #include "sip_int.h"
-
-#define SIP_REG_RETRY_S 30
 
 static void line(sip_inst_t *si, int up, const char *reason)
 {
@@ -63,7 +61,7 @@ static void schedule_retry(sip_inst_t *si)
         si->reg.retry = su_timer_create(su_root_task(sip_reactor_root(si->reactor)), 0);
     if (si->reg.retry != NULL)
         su_timer_set_interval(si->reg.retry, on_retry, (su_timer_arg_t *)si,
-                              SIP_REG_RETRY_S * 1000);
+                              (su_duration_t)si->conf.register_retry_ms);
 }
 
 void sip_reg_start(sip_inst_t *si)
@@ -87,7 +85,7 @@ void sip_reg_stop(sip_inst_t *si)
 }
 
 /* Answers a digest challenge with the trunk credentials; 1 when it did. */
-static int authenticate(sip_inst_t *si, nua_handle_t *nh, sip_t const *sip, int *tries)
+int sip_authenticate(sip_inst_t *si, nua_handle_t *nh, sip_t const *sip, int *tries)
 {
     const char *user = si->conf.register_user, *pw = si->conf.register_password;
     if (sip == NULL || user == NULL || pw == NULL || (*tries)++ >= 2)
@@ -122,7 +120,7 @@ void sip_reg_event(sip_reg_t *r, nua_event_t event, int status, char const *phra
     if (status < 200)
         return;
     cvx_log_ctx_t ctx = cvx_drv_inst_log_ctx(si->inst, "registering");
-    if ((status == 401 || status == 407) && authenticate(si, r->nh, sip, &r->auth_tries))
+    if ((status == 401 || status == 407) && sip_authenticate(si, r->nh, sip, &r->auth_tries))
         return;
     if (status < 300) {
         unsigned expires = 0;
@@ -144,112 +142,12 @@ void sip_reg_event(sip_reg_t *r, nua_event_t event, int status, char const *phra
     }
     r->registered = 0;
     snprintf(r->state, sizeof(r->state), "failed: %d %s", status, phrase ? phrase : "");
-    cvx_log_ctx(CVX_LOG_WARN, &ctx, "registration to %s failed: %d %s; retrying in %d s",
-                si->conf.registrar, status, phrase ? phrase : "", SIP_REG_RETRY_S);
+    cvx_log_ctx(CVX_LOG_WARN, &ctx, "registration to %s failed: %d %s; retrying in %lld ms",
+                si->conf.registrar, status, phrase ? phrase : "", si->conf.register_retry_ms);
     line(si, 0, "registration failed");
     /* nua gives up on a failed registration: start over later with a fresh handle. */
     nua_handle_bind(r->nh, NULL);
     nua_handle_destroy(r->nh);
     r->nh = NULL;
     schedule_retry(si);
-}
-
-/* --- MWI ------------------------------------------------------------------------------ */
-
-static void mwi_free(sip_mwi_t *m)
-{
-    sip_inst_t *si = m->si;
-    for (sip_mwi_t **pp = &si->mwis; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == m) {
-            *pp = m->next;
-            break;
-        }
-    }
-    if (m->nh != NULL) {
-        nua_handle_bind(m->nh, NULL);
-        nua_handle_destroy(m->nh);
-    }
-    free(m);
-}
-
-int sip_op_set_mwi(void *priv, const cvx_mwi_req_t *req)
-{
-    sip_inst_t *si = priv;
-    if (!si->started)
-        return CVX_ESTATE;
-    char uri[512];
-    int rc = sip_dest_uri(si, req->device, uri, sizeof(uri));
-    if (rc != 0)
-        return rc;
-    sip_listener_t *l = sip_listener_for(si, uri);
-    if (l == NULL)
-        return CVX_ESTATE;
-    sip_mwi_t *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        return CVX_ENOMEM;
-    m->hm.kind = SIP_HM_MWI;
-    m->si = si;
-    m->request_id = req->request_id;
-    const char *br = l->family == AF_INET6 ? "[" : "", *bre = l->family == AF_INET6 ? "]" : "";
-    char from[256], body[512];
-    snprintf(from, sizeof(from), "<sip:%s@%s%s%s>", req->mailbox ? req->mailbox : "voicemail", br,
-             l->host, bre);
-    /* RFC 3842 section 5.2; the counts are new/old (urgent new/urgent old). */
-    snprintf(body, sizeof(body),
-             "Messages-Waiting: %s\r\nMessage-Account: sip:%s@%s%s%s\r\n"
-             "Voice-Message: %u/%u (%u/%u)\r\n",
-             req->on ? "yes" : "no", req->mailbox ? req->mailbox : "voicemail", br, l->host, bre,
-             req->new_msgs, req->old_msgs, req->new_urgent, req->old_urgent);
-    m->nh = nua_handle(l->nua, &m->hm, SIPTAG_TO_STR(uri), SIPTAG_FROM_STR(from), TAG_END());
-    if (m->nh == NULL) {
-        free(m);
-        return CVX_ENOMEM;
-    }
-    m->next = si->mwis;
-    si->mwis = m;
-    nua_notify(m->nh, NUTAG_NEWSUB(1), SIPTAG_EVENT_STR("message-summary"),
-               SIPTAG_SUBSCRIPTION_STATE_STR("active"),
-               SIPTAG_CONTENT_TYPE_STR("application/simple-message-summary"),
-               SIPTAG_PAYLOAD_STR(body), TAG_END());
-    sip_reactor_kick(si->reactor);
-    return 0;
-}
-
-static void mwi_done(void *arg)
-{
-    mwi_free(arg);
-}
-
-void sip_mwi_event(sip_mwi_t *m, nua_event_t event, int status, char const *phrase,
-                   sip_t const *sip, tagi_t tags[])
-{
-    (void)tags;
-    (void)phrase;
-    if (event != nua_r_notify || status < 200)
-        return;
-    sip_inst_t *si = m->si;
-    if ((status == 401 || status == 407) && authenticate(si, m->nh, sip, &m->auth_tries))
-        return;
-    if (status < 300)
-        si->counters.mwi_sent++;
-    else
-        si->counters.mwi_failed++;
-    cvx_event_t ev = {.type = CVX_EV_MWI_RESULT,
-                      .u.mwi = {m->request_id, status < 300 ? 0 : CVX_EIO, status}};
-    cvx_drv_event(si->inst, NULL, &ev);
-    /* The handle is destroyed from the loop, not from inside its own event. */
-    nua_handle_bind(m->nh, NULL);
-    for (sip_mwi_t **pp = &si->mwis; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == m) {
-            *pp = m->next;
-            break;
-        }
-    }
-    sip_reactor_defer(si->reactor, mwi_done, m);
-}
-
-void sip_mwi_free_all(sip_inst_t *si)
-{
-    while (si->mwis != NULL)
-        mwi_free(si->mwis);
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cvx/cdr.h"
 #include "cvx/chan.h"
 #include "cvx/config.h"
 #include "cvx/media.h"

@@ -65,6 +65,7 @@ static void after_transfer_prompt(cvx_media_t *m, const cvx_media_result_t *res,
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
     const char *dest = c->to_attendant ? vm_conf.attendant_number : vm_conf.operator_number;
+    cvx_cdr_set_transfer(c->chan, dest);
     int rc = cvx_chan_transfer(c->chan, dest, 0);
     if (rc != 0) {
         log_call(c, CVX_LOG_WARN, "transferring", "blind transfer failed", rc);
@@ -327,6 +328,8 @@ static void on_committed(void *arg, int status, const cvx_deposit_result_t *r)
     c->pending--;
     c->committing = 0;
     cvx_log_ctx_t ctx = vm_ctx(c, "committing the message");
+    cvx_cdr_set_mailbox(c->chan, c->mailbox);
+    cvx_cdr_set_outcome(c->chan, status == 0 ? CVX_CDR_MESSAGE_LEFT : CVX_CDR_MESSAGE_FAILED);
     if (status == 0)
         cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: message %s saved in mailbox %s (%u ms%s)",
                     r->id, c->mailbox, duration_ms(c), c->flags & CVX_MSG_URGENT ? ", urgent" : "");

@@ -138,6 +138,8 @@ static void on_pin(void *arg, int status, const cvx_pin_result_t *r)
         return;
     }
     lctx(c, CVX_LOG_INFO, "subscriber logged in", 0);
+    cvx_cdr_set_mailbox(c->chan, c->mailbox);
+    cvx_cdr_set_outcome(c->chan, CVX_CDR_LOGIN);
     cvx_store_t *st = cvx_store_default();
     int rc =
         st ? cvx_store_message_list(st, c->mailbox, CVX_FOLDER_ANY, on_messages, c) : CVX_EUNAVAIL;

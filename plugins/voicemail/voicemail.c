@@ -252,6 +252,7 @@ static void vm_event(cvx_chan_t *chan, const cvx_event_t *ev, void *arg)
         cvx_log_ctx_t ctx = vm_ctx(c, "transferring");
         cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: transfer %s (%d)",
                     ev->u.transfer.ok ? "done" : "failed", ev->u.transfer.code);
+        cvx_cdr_set_outcome(chan, ev->u.transfer.ok ? CVX_CDR_TRANSFER : CVX_CDR_TRANSFER_FAILED);
         if (ev->u.transfer.ok)
             vm_hangup(c);
         return;
@@ -308,6 +309,7 @@ static int vm_incoming(cvx_chan_t *chan, void *arg)
         return rc;
     }
     cvx_chan_ref(chan);
+    cvx_cdr_set_app(chan, "voicemail");
     cvx_log_ctx_t ctx = vm_ctx(c, "answering");
     cvx_log_ctx(
         CVX_LOG_INFO, &ctx, "voicemail: answered call from '%s' to %s (redirected from '%s', %s)",

@@ -128,6 +128,17 @@ class Daemon:
         self.close()
 
 
+CALLVOX = os.path.join(BUILD, "bin", "callvox")
+
+
+def shell(d, command, *flags, timeout=30):
+    """Runs one command of the callvox shell on d's control socket: (status, stdout, stderr)."""
+    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl")] + list(flags) +
+                       ["-x", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
 def run_callvoxd(args, timeout=30):
     """Runs callvoxd to completion (--check-config, --version); returns (status, output)."""
     p = subprocess.run([CALLVOXD] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

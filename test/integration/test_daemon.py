@@ -17,7 +17,7 @@ def test_version_and_usage():
     rc, out = run_callvoxd(["--version"])
     assert rc == 0 and re.match(r"callvoxd \d+\.\d+\.\d+\n", out), out
     rc, out = run_callvoxd(["--role", "bogus"])
-    assert rc == 2 and "callvoxd: unknown role 'bogus' (call, system or all)" in out, out
+    assert rc == 2 and "callvoxd: unknown role 'bogus' (call, system, all or witness)" in out, out
     rc, out = run_callvoxd(["stray"])
     assert rc == 2 and "callvoxd: unexpected argument 'stray'" in out, out
 
@@ -44,7 +44,7 @@ def test_check_config_reports_every_error_with_file_and_line():
         p = d.conf_path
         expected = [
             "%s:%d: expected 'key = value' or '[section]', got 'this is not ini'" % (p, at("this is not ini")),
-            "%s:%d: [general] role: 'sideways' is not one of: call, system, all" % (p, at("role = sideways")),
+            "%s:%d: [general] role: 'sideways' is not one of: call, system, all, witness" % (p, at("role = sideways")),
             "%s:%d: [general] unknown key 'bogus'" % (p, at("bogus = 1")),
             "%s:%d: [log] stall_threshold: '5x' is not a duration (such as 500ms, 20s, 5m, 1h)"
             % (p, at("stall_threshold = 5x")),

@@ -7,13 +7,13 @@ loaded, and "show license".
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 
-from cvxtest import BUILD, Daemon, free_port, main, wait_for
+from cvxtest import shell as x, BUILD, CALLVOXD, Daemon, free_port, main, wait_for
 
 TOOL = os.path.join(BUILD, "bin", "callvox-license")
-CALLVOX = os.path.join(BUILD, "bin", "callvox")
 KEYS = os.environ["CVX_LIC_KEYS"]
 DEV_SECRET = os.path.join(KEYS, "dev-key.secret")
 OTHER_SECRET = os.path.join(KEYS, "other-key.secret")
@@ -70,10 +70,6 @@ def module_dir(dir_, names):
     return md
 
 
-def x(d, command):
-    p = subprocess.run([CALLVOX, "-s", os.path.join(d.run_dir, "callvox.ctl"), "-x", command],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def show_license(d):
@@ -101,6 +97,14 @@ def refused_at_start(lic, expected_line):
             assert re.search(r"^callvoxd: cannot start licence: (permission denied|input/output "
                              r"error)$", log, re.M), log
             assert "started" not in log
+            # --check-config finds the same problem without starting anything.
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            err = c.stderr.decode()
+            assert c.returncode == 2, "check-config exit %d\n%s" % (c.returncode, err)
+            assert expected_line in err and err.endswith(
+                "callvoxd: configuration has errors; not starting\n"), err
+            assert "configuration OK" not in c.stdout.decode()
         finally:
             d.close()
 
@@ -149,7 +153,11 @@ def test_demo_mode_without_licence():
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
         d = Daemon(general={"module_dir": module_dir(t, ["fax"])}, workdir=t)
         try:
-            d.start()
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert c.returncode == 0 and c.stdout.decode().startswith(
+                "callvoxd: licence: none, demo mode (8 ports, 10 mailboxes)\n"), c
+            d.start(extra_env=NO_DEMO_PORTS_HOOK)
             d.wait_log(r"licence: no licence file \(\[license\] file\): demo mode, 8 ports, "
                        r"10 mailboxes")
             s = show_license(d)
@@ -239,6 +247,11 @@ def test_dongle_present_then_removed_after_boot():
         sim = sim_file(t, "secret " + DONGLE_SECRET)
         d, env = licensed_daemon(t, lic, modules=("license_usb", "fax", "attendant"), sim=sim)
         try:
+            c = subprocess.run([CALLVOXD, "--check-config", "--config", d.conf_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert c.returncode == 0 and c.stdout.decode().startswith(
+                "callvoxd: licence T-0001 for Test Customer: 2 ports, 3 mailboxes, expires never; "
+                "proof by usb at start\n"), c
             d.start(extra_env=env)
             d.wait_log(r"licence T-0001 for Test Customer: key hash %s\.\.\. proven by usb; "
                        r"2 ports, 3 mailboxes" % key_hash(DONGLE_SECRET)[:16])
@@ -578,6 +591,50 @@ def sipp_finish(p, what):
                                                       out.decode()[-3000:], errs)
 
 
+# ctest runs every test with CVX_LICENSE_TEST_DEMO_PORTS set high (the harnesses run many calls
+# without a licence); an empty value gives demo mode its real 8 ports back.
+NO_DEMO_PORTS_HOOK = {"CVX_LICENSE_TEST_DEMO_PORTS": ""}
+
+
+def hang_up_all(d):
+    for i in re.findall(r"^(\S+-\d+)\s", x(d, "show calls")[1], re.M):
+        assert x(d, "call hangup %s" % i)[0] == 0
+
+
+def test_demo_mode_refuses_the_ninth_call_with_503():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        port = free_port()
+        d = Daemon(conf="[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n"
+                   "[echo]\nnumber = 100\n" % port,
+                   general={"module_dir": module_dir(t, ["sip", "echo"])}, workdir=t)
+        held = []
+        try:
+            d.start(extra_env=NO_DEMO_PORTS_HOOK)
+            held = [sipp_bg("uac_hold_until_bye.xml", port) for _ in range(8)]
+            wait_for(lambda: show_license(d)["ports_in_use"] == "8", 30, "eight calls up")
+            s = show_license(d)
+            assert s["state"] == "demo" and s["ports"] == "8" and s["ports_enforced"] == "yes", s
+            sipp_finish(sipp_bg("uac_503_retry_after.xml", port), "ninth call")
+            d.wait_log(r"every licensed port is in use; refusing a call \(503, Retry-After 30\)")
+            s = show_license(d)
+            assert s["calls_refused"] == "1" and s["ports_in_use"] == "8", s
+            hang_up_all(d)
+            for p in held:
+                sipp_finish(p, "held call")
+            held = []
+            wait_for(lambda: show_license(d)["ports_in_use"] == "0", 20, "ports released")
+            assert d.stop() == 0
+        finally:
+            for p in held:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            d.close()
+
+
 def test_licensed_ports_refuse_extra_calls_with_503():
     if SIPP is None:
         print("sipp is not installed: skipped")
@@ -629,9 +686,146 @@ def test_licensed_ports_refuse_extra_calls_with_503():
             d.close()
 
 
+# --- licensed ports across call servers -----------------------------------------------------
+
+CA_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "ca",
+                       "callvox-ca")
+
+
+def call_server(t, name, pki, sys_port, sip_port):
+    wd = os.path.join(t, name)
+    os.makedirs(wd)
+    conf = ("[link]\nca = %s/ca.pem\ncert = %s/%s.pem\nkey = %s/%s.key\nservers = 127.0.0.1:%d\n"
+            "heartbeat_ms = 200\nreconnect_max_ms = 300\n"
+            "[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n[echo]\nnumber = 100\n"
+            % (pki, pki, name, pki, name, sys_port, sip_port))
+    return Daemon(conf=conf, role="call", name=name, workdir=wd,
+                  general={"module_dir": module_dir(wd, ["sip", "echo"])})
+
+
+def calls_of(d):
+    return re.findall(r"^(\S+-\d+)\s", x(d, "show calls")[1], re.M)
+
+
+def test_ports_counted_across_call_servers():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        pki = os.path.join(t, "pki")
+        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"],
+                     ["issue", pki, "cs2"]):
+            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
+        lic = write_license(t, ports=3)
+        sys_port = free_port(kind=socket.SOCK_STREAM)
+        sd = os.path.join(t, "sys1")
+        os.makedirs(sd)
+        sysd, env = licensed_daemon(
+            sd, lic, sim=sim_file(t, "secret " + DONGLE_SECRET),
+            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
+                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
+        sysd.role = "system"
+        ports = {"cs1": free_port(), "cs2": free_port()}
+        cs = {n: call_server(t, n, pki, sys_port, ports[n]) for n in ports}
+        held = []
+        try:
+            sysd.start(extra_env=env)
+            sysd.wait_log(r"proven by usb")
+            for d in cs.values():
+                d.start()
+            # Each call server hears the licence from the system server.
+            for d in cs.values():
+                wait_for(lambda d=d: show_license(d).get("ports_from") ==
+                         "the system server's grant", 20, "a grant")
+                s = show_license(d)
+                assert s["state"] == "valid" and s["cluster_ports"] == "3" and \
+                    s["ports"] == "3", s
+            # Two calls on cs1, one on cs2: the cluster's three ports are in use.
+            held = [sipp_bg("uac_hold_until_bye.xml", ports["cs1"]) for _ in range(2)]
+            wait_for(lambda: len(calls_of(cs["cs1"])) == 2, 20, "two calls on cs1")
+            wait_for(lambda: show_license(cs["cs2"])["ports"] == "1", 20, "cs2 granted one port")
+            held.append(sipp_bg("uac_hold_until_bye.xml", ports["cs2"]))
+            wait_for(lambda: len(calls_of(cs["cs2"])) == 1, 20, "one call on cs2")
+            wait_for(lambda: show_license(sysd)["ports_in_use"] == "3", 20, "3 ports in use")
+            s = show_license(sysd)
+            assert s["ports_on_call_servers"] == "3", s
+            # A fourth call gets 503 + Retry-After on either call server.
+            for n in ("cs2", "cs1"):
+                wait_for(lambda n=n: show_license(cs[n])["ports"] ==
+                         str(len(calls_of(cs[n]))), 20, "%s granted only its calls" % n)
+                sipp_finish(sipp_bg("uac_503_retry_after.xml", ports[n]), "fourth call on " + n)
+                assert show_license(cs[n])["calls_refused"] == "1"
+            # One call on cs1 ends: cs2 may take one more.
+            assert x(cs["cs1"], "call hangup %s" % calls_of(cs["cs1"])[0])[0] == 0
+            wait_for(lambda: show_license(cs["cs2"])["ports"] == "2", 20, "cs2 granted two")
+            held.append(sipp_bg("uac_hold_until_bye.xml", ports["cs2"]))
+            wait_for(lambda: len(calls_of(cs["cs2"])) == 2, 20, "two calls on cs2")
+            # The system server goes away: the call servers keep answering within their grant.
+            sysd.kill()
+            wait_for(lambda: show_license(cs["cs1"])["link"] == "down", 20, "link down on cs1")
+            assert show_license(cs["cs1"])["ports_from"] == "the last grant (the link is down)"
+            for d in cs.values():
+                hang_up_all(d)
+            for p in held:
+                sipp_finish(p, "held call")
+            held = []
+            for d in cs.values():
+                assert d.stop() == 0
+        finally:
+            for p in held:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            for d in list(cs.values()) + [sysd]:
+                d.close()
+
+
+def test_call_server_alarm_when_the_system_server_is_not_proven():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        pki = os.path.join(t, "pki")
+        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"]):
+            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
+        lic = write_license(t, ports=3)
+        sys_port = free_port(kind=socket.SOCK_STREAM)
+        sd = os.path.join(t, "sys1")
+        os.makedirs(sd)
+        sysd, env = licensed_daemon(
+            sd, lic, sim=sim_file(t, "absent"),
+            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
+                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
+        sysd.role = "system"
+        sip_port = free_port()
+        cs1 = call_server(t, "cs1", pki, sys_port, sip_port)
+        try:
+            sysd.start(extra_env=env)
+            sysd.wait_log(r"not proven by usb: no dongle found")
+            cs1.start()
+            cs1.wait_log(r"warning: licence alarm: the system server refuses new messages "
+                         r"\(licence T-0001 not proven by usb: no dongle found \(USB vendor "
+                         r"0x1209, product 0xc7c0\); new messages are refused\); callers are "
+                         r"still answered", timeout=20)
+            s = show_license(cs1)
+            assert s["messages"] == "refused by the system server" and s["state"] == "not proven", s
+            assert s["alarm"] == ("the system server refuses new messages; callers are still "
+                                  "answered"), s
+            # Callers are still answered: a call to the echo line completes.
+            p = sipp_bg("uac_hold_until_bye.xml", sip_port)
+            wait_for(lambda: len(calls_of(cs1)) == 1, 20, "the call answered")
+            hang_up_all(cs1)
+            sipp_finish(p, "call while the licence is not proven")
+            assert cs1.stop() == 0
+        finally:
+            cs1.close()
+            sysd.close()
+
+
 if __name__ == "__main__":
     main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
-          test_demo_mode_without_licence, test_tampered_licence_refused, test_wrong_key_refused,
+          test_demo_mode_without_licence, test_demo_mode_refuses_the_ninth_call_with_503,
+          test_tampered_licence_refused, test_wrong_key_refused,
           test_expired_licence_refused, test_missing_licence_file_refused,
           test_licence_without_provider_refused, test_dongle_present_then_removed_after_boot,
           test_dongle_absent, test_dongle_wrong_secret, test_dongle_timeout,
@@ -640,4 +834,6 @@ if __name__ == "__main__":
           test_phone_home_grace_ends_while_running,
           test_phone_home_server_down_without_earlier_success, test_phone_home_bad_signature,
           test_phone_home_garbage_answer, test_phone_home_denied,
-          test_licensed_ports_refuse_extra_calls_with_503])
+          test_licensed_ports_refuse_extra_calls_with_503,
+          test_ports_counted_across_call_servers,
+          test_call_server_alarm_when_the_system_server_is_not_proven])

@@ -365,7 +365,10 @@ static void test_folders_and_mwi(void **state)
     assert_int_equal(watch.last.msgs_new, 1);
     st_audio_for("f2", audio, sizeof(audio));
     assert_int_equal(st_deposit(E, "f2", "300", audio, sizeof(audio), 1000, NULL), 0);
-    assert_int_equal(watch.calls, 1); /* the lamp was on already */
+    /* The lamp was on already, but the count of new messages changed. */
+    assert_int_equal(watch.calls, 2);
+    assert_int_equal(watch.last.lamp, 1);
+    assert_int_equal(watch.last.msgs_new, 2);
     m = get_mwi("300", 0);
     assert_int_equal(m.lamp, 1);
     assert_int_equal(m.msgs_new, 2);
@@ -385,9 +388,11 @@ static void test_folders_and_mwi(void **state)
     assert_int_equal(w.status, CVX_ENOTFOUND);
 
     assert_int_equal(st_move(E, "f1", CVX_FOLDER_SAVED), 0);
-    assert_int_equal(watch.calls, 1);
+    assert_int_equal(watch.calls, 3); /* lamp still on: 1 new, 1 saved */
+    assert_int_equal(watch.last.msgs_new, 1);
+    assert_int_equal(watch.last.msgs_saved, 1);
     assert_int_equal(st_move(E, "f2", CVX_FOLDER_DELETED), 0);
-    assert_int_equal(watch.calls, 2);
+    assert_int_equal(watch.calls, 4);
     assert_int_equal(watch.last.lamp, 0);
     assert_int_equal(watch.last.generation, gen + 1);
     assert_int_equal(st_move(E, "nosuch", CVX_FOLDER_SAVED), CVX_ENOTFOUND);

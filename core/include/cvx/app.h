@@ -26,4 +26,11 @@ void cvx_app_unregister(const char *name);
  * when taken, CVX_ENOTFOUND when nobody took it. */
 int cvx_app_route(cvx_chan_t *chan, const char *route);
 
+/* Hands an answered call over to the application named route (a flow that has finished its
+ * part: the attendant giving a caller to voicemail).  The caller must have released the
+ * channel (its media core destroyed); the new application's cvx_chan_answer() succeeds
+ * without signalling.  Returns 0 when taken, CVX_ESTATE when the call is not up, or as
+ * cvx_app_route(). */
+int cvx_app_handoff(cvx_chan_t *chan, const char *route);
+
 #endif

@@ -133,6 +133,10 @@ int cvx_cmd_json(const cvx_cmd_req_t *req);
 /* --- output -------------------------------------------------------------------------- */
 
 void cvx_cmd_printf(cvx_cmd_req_t *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One "key  value" line of a show command (the key padded to width in text) and the same
+ * field in JSON: a string, or an unsigned number. */
+void cvx_cmd_kv(cvx_cmd_req_t *req, int width, const char *key, const char *value);
+void cvx_cmd_kv_uint(cvx_cmd_req_t *req, int width, const char *key, unsigned long long v);
 /* Sets the error message returned with a failure (replaces an earlier one). */
 void cvx_cmd_error(cvx_cmd_req_t *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

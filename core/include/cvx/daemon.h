@@ -21,6 +21,7 @@ typedef struct cvx_general_conf {
     char *data_dir;
     char *pid_file;
     long long drain_timeout_ms;
+    long long lease_timeout_ms;
 } cvx_general_conf_t;
 
 /* Options of [log]. */
@@ -69,11 +70,23 @@ void cvx_daemon_shutdown(int graceful);
 
 /* Registers a section kind the core itself reads ("control", "media"), so that it is bound
  * and checked at start and listed by "show config".  Call before cvx_daemon_main(). */
+typedef struct cvx_conf_section cvx_conf_section_t;
 typedef struct cvx_core_section {
     const cvx_section_def_t *def;
-    void *conf; /* the struct the section fills (def->conf_size bytes) */
+    void *conf; /* the struct the section fills (def->conf_size bytes); NULL when repeated */
+    /* repeated sections: called for every "[kind:name]"; live = 1 at start (bind and keep),
+     * 0 on reload (bind into a scratch struct to check, and report a change as needing a
+     * restart in diag as "needs a restart: ..."; errors as usual).  Returns 0 or CVX_E*. */
+    int (*each)(void *arg, cvx_conf_section_t *sec, int live, cvx_diag_t *diag);
+    void (*release)(void *arg); /* frees what each kept, at the end */
+    void *each_arg;
 } cvx_core_section_t;
 int cvx_daemon_add_section(const cvx_section_def_t *def, void *conf);
+/* Registers a repeated section kind the core reads ("[member:NAME]"); def->repeated = 1. */
+int cvx_daemon_add_sections(const cvx_section_def_t *def,
+                            int (*each)(void *arg, cvx_conf_section_t *sec, int live,
+                                        cvx_diag_t *diag),
+                            void (*release)(void *arg), void *arg);
 void cvx_daemon_foreach_section(int (*fn)(const cvx_core_section_t *s, void *arg), void *arg);
 
 /* Hooks that subsystems of the core (the control socket) attach to the daemon's life. */
@@ -85,6 +98,12 @@ typedef struct cvx_daemon_hooks {
     void (*reloaded)(void);        /* after a successful reload */
 } cvx_daemon_hooks_t;
 int cvx_daemon_add_hooks(const cvx_daemon_hooks_t *hooks);
+
+/* A check for --check-config, in processes of the roles given: it checks what a subsystem
+ * reads at start besides the INI files (the licence file), prints one line of its finding to
+ * stdout or of the problem to stderr, and returns 0 or CVX_E*.  It may block: it runs
+ * before the loop does. */
+int cvx_daemon_add_check(unsigned roles, int (*check)(void));
 
 /* The process's entry point (callvoxd's main). */
 int cvx_daemon_main(int argc, char **argv);

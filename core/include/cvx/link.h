@@ -44,10 +44,11 @@
 /* Method numbers: the service in the high 16 bits, the operation in the low 16 bits. */
 #define CVX_LINK_METHOD(service, op) (((uint32_t)(service) << 16) | (uint32_t)(op))
 enum {
-    CVX_LINK_SVC_LINK = 0,  /* the link's own (hello, status, ping) */
-    CVX_LINK_SVC_STORE = 1, /* the store's service interface (store/) */
-    CVX_LINK_SVC_MWI = 2,   /* lamp updates to call servers and their results */
-    CVX_LINK_SVC_CACHE = 3, /* cache invalidations */
+    CVX_LINK_SVC_LINK = 0,    /* the link's own (hello, status, ping) */
+    CVX_LINK_SVC_STORE = 1,   /* the store's service interface (store/) */
+    CVX_LINK_SVC_MWI = 2,     /* lamp updates to call servers and their results */
+    CVX_LINK_SVC_CACHE = 3,   /* cache invalidations */
+    CVX_LINK_SVC_LICENSE = 4, /* licensed ports across call servers, the licence's state */
 };
 #define CVX_LINK_BODY_MAX (1024 * 1024) /* largest body of one frame */
 

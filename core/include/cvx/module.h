@@ -34,6 +34,7 @@ typedef enum cvx_role {
     CVX_ROLE_CALL = 1 << 0,   /* media drivers, call flows, spool */
     CVX_ROLE_SYSTEM = 1 << 1, /* message store, directory, MWI, licence */
     CVX_ROLE_ALL = CVX_ROLE_CALL | CVX_ROLE_SYSTEM,
+    CVX_ROLE_WITNESS = 1 << 2, /* a Raft vote only: no store, no calls, no modules */
 } cvx_role_t;
 
 typedef enum cvx_module_kind {

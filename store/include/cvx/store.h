@@ -402,7 +402,9 @@ int cvx_store_mwi_get(cvx_store_t *st, const char *mailbox, cvx_store_mwi_cb cb,
 /* Records the outcome of sending the lamp state of generation gen to the device. */
 int cvx_store_mwi_report(cvx_store_t *st, const char *mailbox, uint64_t gen, int lamp, int ok,
                          cvx_store_done_cb cb, void *arg);
-/* Called on the loop whenever a committed write changes a mailbox's lamp; one at a time. */
+/* Called on the loop whenever a committed write changes a mailbox's lamp or its counts of new,
+ * urgent new or saved messages (what an RFC 3842 NOTIFY shows); one at a time.  Retention
+ * and purges of deleted messages do not call it. */
 typedef void (*cvx_store_mwi_watch_fn)(void *arg, const cvx_mwi_t *mwi);
 void cvx_store_mwi_watch(cvx_store_t *st, cvx_store_mwi_watch_fn fn, void *arg);
 
