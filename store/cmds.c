@@ -224,6 +224,8 @@ static void show_mailbox(cvx_cmd_req_t *req, const cvx_mailbox_t *mb)
     cvx_cmd_json_uint(req, "failed_logins", mb->failed_logins);
     cvx_cmd_json_uint(req, "locked_until_ms", mb->locked_until_ms);
     cvx_cmd_json_uint(req, "greetings", mb->greetings);
+    cvx_cmd_json_uint(req, "greeting_flags", mb->greeting_flags);
+    cvx_cmd_json_uint(req, "temporary_until_ms", mb->temporary_until_ms);
     cvx_cmd_json_str(req, "language", mb->language);
     cvx_cmd_json_str(req, "timezone", mb->timezone);
     cvx_cmd_json_str(req, "email", mb->email);

@@ -517,15 +517,34 @@ static int set_pin(cvx_store_t *st, mbrec_t *mb, wop_t *op)
     return 0;
 }
 
+/*
+ * How long the lockout-th lockout lasts since the last good PIN (or administrator's unlock):
+ * pin_lockout, doubled for every lockout before it (back-off), at most a day (or pin_lockout
+ * when that is configured longer).
+ */
+static uint64_t lockout_ms(uint64_t base, uint32_t lockout)
+{
+    uint64_t cap = base > 86400000u ? base : 86400000u;
+    uint32_t shift = lockout > 1 ? lockout - 1 : 0;
+    if (shift > 20)
+        shift = 20;
+    uint64_t ms = base << shift;
+    return ms < cap ? ms : cap;
+}
+
+/*
+ * A PIN check.  failed_logins counts the wrong PINs since the last good one (or unlock); it is
+ * not cleared when a lock runs out, so every pin_attempts more wrong PINs lock the mailbox
+ * again, for longer each time (lockout_ms).  A good PIN or the administrator's unlock clears
+ * the count and with it the back-off.
+ */
 static int login(cvx_store_t *st, mbrec_t *mb, wop_t *op)
 {
     cvx_pin_result_t *r = &op->pin;
+    uint32_t per = st->conf.pin_attempts ? st->conf.pin_attempts : 1;
     memset(r, 0, sizeof(*r));
-    if (mb->pub.locked_until_ms != 0 && mb->pub.locked_until_ms <= op->now_ms) {
-        /* The lock has run out: the caller starts again with every attempt. */
-        mb->pub.locked_until_ms = 0;
-        mb->pub.failed_logins = 0;
-    }
+    if (mb->pub.locked_until_ms != 0 && mb->pub.locked_until_ms <= op->now_ms)
+        mb->pub.locked_until_ms = 0; /* the lock has run out: pin_attempts more tries */
     if (mb->pub.locked_until_ms > op->now_ms) {
         r->verdict = CVX_PIN_LOCKED;
         r->locked_until_ms = mb->pub.locked_until_ms;
@@ -539,13 +558,16 @@ static int login(cvx_store_t *st, mbrec_t *mb, wop_t *op)
     }
     r->verdict = CVX_PIN_WRONG;
     mb->pub.failed_logins++;
-    if (mb->pub.failed_logins >= st->conf.pin_attempts) {
-        mb->pub.locked_until_ms = op->now_ms + st->conf.pin_lockout_ms;
+    if (mb->pub.failed_logins % per == 0) {
+        uint32_t lockouts = mb->pub.failed_logins / per;
+        uint64_t ms = lockout_ms(st->conf.pin_lockout_ms, lockouts);
+        mb->pub.locked_until_ms = op->now_ms + ms;
         r->locked_until_ms = mb->pub.locked_until_ms;
-        cvx_notice("mailbox %s locked after %u failed PIN attempts", mb->pub.number,
-                   mb->pub.failed_logins);
+        cvx_notice("mailbox %s locked for %llu s after %u failed PIN attempts (lockout %u)",
+                   mb->pub.number, (unsigned long long)(ms / 1000), mb->pub.failed_logins,
+                   lockouts);
     } else {
-        r->attempts_left = st->conf.pin_attempts - mb->pub.failed_logins;
+        r->attempts_left = per - mb->pub.failed_logins % per;
     }
     return 0;
 }

@@ -17,6 +17,62 @@
 #include "cvx/media.h"
 #include "vm_store.h"
 
+/* --- the key map (vm_keys.c) ------------------------------------------------------------------ */
+
+/* The menus whose keys a system may remap; keys must differ within one menu. */
+enum { VM_MENU_MESSAGE, VM_MENU_PLAYBACK, VM_MENU_REPLY, VM_MENU_OPTIONS, VM_MENU_COUNT };
+
+/*
+ * Every remappable action: X(ACTION, option, menu, default keys, prompt that introduces its
+ * key in the spoken menu (NULL: not spoken), help).  The option is "key_" option in
+ * [voicemail]; its value is one key or several ("6#": either).  The spoken menus name the
+ * first key of each action.
+ */
+#define VM_KEYS(X)                                                                                 \
+    X(REPLAY, "replay", VM_MENU_MESSAGE, "1", "k-replay", "replay the message")                    \
+    X(ENVELOPE, "envelope", VM_MENU_MESSAGE, "2", "k-envelope", "hear the envelope")               \
+    X(SAVE, "save", VM_MENU_MESSAGE, "3", "k-save", "save the message")                            \
+    X(FORWARD, "forward", VM_MENU_MESSAGE, "5", "k-forward",                                       \
+      "forward it to a mailbox with an introduction")                                              \
+    X(PREVIOUS, "previous", VM_MENU_MESSAGE, "4", "k-previous", "go to the previous message")      \
+    X(NEXT, "next", VM_MENU_MESSAGE, "6#", "k-next", "go to the next message")                     \
+    X(DELETE, "delete", VM_MENU_MESSAGE, "7", "k-delete", "delete the message")                    \
+    X(UNDELETE, "undelete", VM_MENU_MESSAGE, "8", "k-undelete", "undelete the message")            \
+    X(MORE, "reply_menu", VM_MENU_MESSAGE, "*", "k-more",                                          \
+      "open the reply menu (reply to a local sender, call the sender back)")                       \
+    X(OPTIONS, "options", VM_MENU_MESSAGE, "9", "k-options", "open the mailbox options")           \
+    X(END, "end", VM_MENU_MESSAGE, "0", "k-end", "end the call")                                   \
+    X(REWIND, "rewind", VM_MENU_PLAYBACK, "*", NULL, "go back 5 s while a message plays")          \
+    X(FFWD, "fast_forward", VM_MENU_PLAYBACK, "#", NULL, "go on 5 s while a message plays")        \
+    X(PAUSE, "pause", VM_MENU_PLAYBACK, "2", NULL,                                                 \
+      "pause while a message plays (any key resumes)")                                             \
+    X(REPLY, "reply", VM_MENU_REPLY, "1", "k-reply",                                               \
+      "record a reply into the sender's mailbox (reply menu)")                                     \
+    X(CALLBACK, "call_sender", VM_MENU_REPLY, "2", "k-callback",                                   \
+      "call the sender, by a blind transfer (reply menu)")                                         \
+    X(BACK, "back", VM_MENU_REPLY, "*", "k-back", "go back to the message menu (reply menu)")      \
+    X(STANDARD, "greeting_standard", VM_MENU_OPTIONS, "1", "k-standard",                           \
+      "record the standard greeting (mailbox options)")                                            \
+    X(BUSY, "greeting_busy", VM_MENU_OPTIONS, "2", "k-busy",                                       \
+      "record the busy greeting (mailbox options)")                                                \
+    X(NOANSWER, "greeting_no_answer", VM_MENU_OPTIONS, "3", "k-noanswer",                          \
+      "record the no-answer greeting (mailbox options)")                                           \
+    X(TEMPORARY, "greeting_temporary", VM_MENU_OPTIONS, "4", "k-temporary",                        \
+      "record the temporary greeting, with an end date (mailbox options)")                         \
+    X(TEMP_OFF, "temporary_off", VM_MENU_OPTIONS, "5", "k-tempoff",                                \
+      "turn the temporary greeting off (mailbox options)")                                         \
+    X(NAME, "name", VM_MENU_OPTIONS, "6", "k-name", "record the name (mailbox options)")           \
+    X(PIN, "pin", VM_MENU_OPTIONS, "7", "k-pin", "change the PIN (mailbox options)")               \
+    X(EXTENDED, "greeting_extended", VM_MENU_OPTIONS, "8", "k-extended",                           \
+      "record or turn off the extended absence greeting (mailbox options)")                        \
+    X(MESSAGES, "messages", VM_MENU_OPTIONS, "9", "k-messages",                                    \
+      "go back to the messages (mailbox options)")                                                 \
+    X(OPT_END, "options_end", VM_MENU_OPTIONS, "0", "k-end", "end the call (mailbox options)")
+
+#define VM_KEY_ENUM(a, o, m, d, p, h) VM_K_##a,
+typedef enum vm_action { VM_KEYS(VM_KEY_ENUM) VM_K_COUNT } vm_action_t;
+#undef VM_KEY_ENUM
+
 /* --- configuration ([voicemail]) ------------------------------------------------------------ */
 
 enum { VM_UNKNOWN_NOT_IN_SERVICE = 0, VM_UNKNOWN_OPERATOR = 1, VM_UNKNOWN_ATTENDANT = 2 };
@@ -34,6 +90,7 @@ typedef struct vm_conf {
     long long silence_ms;         /* end the recording after this much silence */
     long long pin_min_length;     /* shortest PIN a subscriber may choose */
     char *timezone;               /* the site's time zone for mailboxes without one */
+    char *keys[VM_K_COUNT];       /* the key map: keys of each action */
 } vm_conf_t;
 
 extern vm_conf_t vm_conf;
@@ -61,6 +118,19 @@ typedef struct vm_list {
 } vm_list_t;
 void vm_add(vm_list_t *l, const char *name);
 void vm_add_audio(vm_list_t *l, cvx_audio_t *a);
+
+/* --- the key map (vm_keys.c), continued ------------------------------------------------------- */
+
+/* The action of key in menu, or -1. */
+int vm_key_action(int menu, char key);
+/* The first key of action (what the spoken menu names). */
+char vm_key(vm_action_t action);
+/* Adds the spoken menu of menu: for every action with a prompt, its prompt then its key. */
+void vm_say_menu(vm_list_t *l, int menu);
+struct cvx_conf_section;
+/* Checks vm_conf.keys (valid keys, no two actions of a menu on one key); errors name the file
+ * and line of the option (or "default").  Returns 0 or CVX_EINVAL. */
+int vm_keys_check(const struct cvx_conf_section *sec, cvx_diag_t *diag);
 
 /* --- English (vm_lang_en.c) ------------------------------------------------------------------ */
 
@@ -107,8 +177,12 @@ struct vm_call {
     uint8_t *fetch;
     size_t fetch_n, fetch_cap;
     uint8_t fetch_codec;
-    int fetch_is_name; /* the greeting being fetched is the recorded name */
-    int to_attendant;  /* the transfer in progress goes to the attendant */
+    int fetch_is_name;            /* the greeting being fetched is the recorded name */
+    int refuse;                   /* the greeting is an extended absence refusing messages */
+    char xfer_to[256];            /* where the transfer in progress goes */
+    uint64_t greeting_expires_ms; /* of the temporary greeting being recorded; 0: none */
+    uint32_t greeting_flags;      /* of the extended absence greeting being recorded */
+    int replying;                 /* the recording is a reply (not a forward's introduction) */
     void (*fetched)(vm_call_t *c, int status, cvx_audio_t *a);
 };
 
@@ -140,6 +214,12 @@ void vm_options_start(vm_call_t *c, vm_list_t *before);
 int vm_pin_trivial(const char *pin);
 /* Forwarding the current message with an introduction (vm_forward.c). */
 void vm_forward_start(vm_call_t *c);
+/* The reply menu of the current message: reply to a local sender, call the sender back
+ * (vm_forward.c). */
+void vm_reply_menu(vm_call_t *c);
+/* Blind transfer to dest after "please hold" (vm_deposit.c); "no operator" then goodbye when
+ * dest is empty or the transfer cannot start.  The call ends once the transfer is done. */
+void vm_transfer(vm_call_t *c, const char *dest);
 /* Plays before (may be NULL), then the message menu (vm_login.c). */
 void vm_back_to_menu(vm_call_t *c, vm_list_t *before);
 /* Back from the options to the messages (vm_login.c). */

@@ -15,7 +15,9 @@
  *
  * Greeting choice: temporary (while it has not expired) > extended absence > busy or no
  * answer (by the redirect reason) > standard > the recorded name ("<name> is unavailable") >
- * the system greeting ("the person at extension 1 0 0 0 is unavailable").
+ * the system greeting ("the person at extension 1 0 0 0 is unavailable").  An extended
+ * absence greeting recorded as refusing messages is followed by goodbye, without a beep
+ * (# skips to that goodbye; 0 and * still work).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,17 +58,14 @@ static void store_unavailable(vm_call_t *c, int err)
     vm_play_and_hangup(c, &l);
 }
 
-static void transfer(vm_call_t *c, const char *dest);
-
 static void after_transfer_prompt(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
 {
     (void)m;
     vm_call_t *c = arg;
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
-    const char *dest = c->to_attendant ? vm_conf.attendant_number : vm_conf.operator_number;
-    cvx_cdr_set_transfer(c->chan, dest);
-    int rc = cvx_chan_transfer(c->chan, dest, 0);
+    cvx_cdr_set_transfer(c->chan, c->xfer_to);
+    int rc = cvx_chan_transfer(c->chan, c->xfer_to, 0);
     if (rc != 0) {
         log_call(c, CVX_LOG_WARN, "transferring", "blind transfer failed", rc);
         vm_list_t l = {0};
@@ -76,8 +75,7 @@ static void after_transfer_prompt(cvx_media_t *m, const cvx_media_result_t *res,
     }
 }
 
-/* Blind transfer to dest after "please hold"; "no operator" then goodbye when impossible. */
-static void transfer(vm_call_t *c, const char *dest)
+void vm_transfer(vm_call_t *c, const char *dest)
 {
     vm_list_t l = {0};
     if (dest == NULL || *dest == '\0') {
@@ -86,10 +84,11 @@ static void transfer(vm_call_t *c, const char *dest)
         vm_play_and_hangup(c, &l);
         return;
     }
-    c->to_attendant = dest == vm_conf.attendant_number;
+    snprintf(c->xfer_to, sizeof(c->xfer_to), "%s", dest);
     cvx_log_ctx_t ctx = vm_ctx(c, "transferring");
     cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: transferring to %s", dest);
     vm_add(&l, "transfer");
+    vm_add(&l, "tail-silence"); /* the prompt has left before the transfer takes the call */
     vm_play(c, &l, NULL, after_transfer_prompt);
 }
 
@@ -102,12 +101,19 @@ static void greeting_done(cvx_media_t *m, const cvx_media_result_t *res, void *a
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
     if (res->end == CVX_MEDIA_DIGIT && res->digit == '0') {
-        transfer(c, vm_conf.operator_number);
+        vm_transfer(c, vm_conf.operator_number);
         return;
     }
     if (res->end == CVX_MEDIA_DIGIT && res->digit == '*') {
         cvx_media_flush_digits(c->media);
         vm_login_start(c, c->mailbox);
+        return;
+    }
+    if (c->refuse) { /* the extended absence greeting refuses messages */
+        log_call(c, CVX_LOG_INFO, "depositing", "extended absence: no messages taken", 0);
+        vm_list_t l = {0};
+        vm_add(&l, "goodbye");
+        vm_play_and_hangup(c, &l);
         return;
     }
     start_record(c); /* played to the end, or # */
@@ -171,6 +177,7 @@ static void play_greeting(vm_call_t *c)
         g = CVX_GREETING_STANDARD;
     else if (has(mb, CVX_GREETING_NAME))
         g = CVX_GREETING_NAME;
+    c->refuse = g == CVX_GREETING_EXTENDED && (mb->greeting_flags & CVX_GREETING_REFUSE);
     if (g < 0) {
         play_system_greeting(c, NULL);
         return;
@@ -194,9 +201,9 @@ static void unknown_mailbox(vm_call_t *c)
 {
     log_call(c, CVX_LOG_NOTICE, "depositing", "no such mailbox", 0);
     if (vm_conf.unknown_mailbox == VM_UNKNOWN_OPERATOR) {
-        transfer(c, vm_conf.operator_number);
+        vm_transfer(c, vm_conf.operator_number);
     } else if (vm_conf.unknown_mailbox == VM_UNKNOWN_ATTENDANT) {
-        transfer(c, vm_conf.attendant_number);
+        vm_transfer(c, vm_conf.attendant_number);
     } else {
         vm_list_t l = {0};
         vm_add(&l, "not-in-service");

@@ -1,6 +1,8 @@
 /*
- * Forwarding a message to another mailbox with a recorded introduction (key 5 of the
- * message menu, once the message has been heard).
+ * Sending on from a message: forwarding it to another mailbox with a recorded introduction
+ * (key 5 of the message menu, once the message has been heard), and the reply menu (key *):
+ * a reply recorded into the sender's mailbox when the sender is a local mailbox, or a call to
+ * the sender (blind transfer to the message's caller number).
  *
  * The subscriber enters the mailbox number (#), then records an introduction after the tone
  * (# ends it).  The forwarded message is a new message in that mailbox whose audio is the
@@ -37,16 +39,21 @@ static void forwarded(void *arg, int status, const cvx_deposit_result_t *r)
 {
     vm_call_t *c = arg;
     c->pending--;
+    const char *what = c->replying ? "reply" : "message forward";
+    cvx_log_ctx_t ctx = vm_ctx(c, c->replying ? "replying" : "forwarding a message");
     if (status == 0)
-        fctx(c, CVX_LOG_INFO, "message forwarded", 0);
+        cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: mailbox %s: %s saved in mailbox %s", c->mailbox,
+                    what, c->fwd_to);
     else
-        fctx(c, CVX_LOG_WARN, "message not forwarded", status);
+        cvx_log_ctx(CVX_LOG_WARN, &ctx, "voicemail: mailbox %s: %s to %s not saved: %s", c->mailbox,
+                    what, c->fwd_to, cvx_strerror(status));
     (void)r;
     if (c->hung_up) {
         vm_call_maybe_free(c);
         return;
     }
-    back(c, status == 0 ? "msgforwarded" : status == CVX_ELIMIT ? "mailboxfull" : "not-saved");
+    const char *ok = c->replying ? "reply-sent" : "msgforwarded";
+    back(c, status == 0 ? ok : status == CVX_ELIMIT ? "mailboxfull" : "not-saved");
 }
 
 static int intro_sink(void *arg, const cvx_frame_t *f)
@@ -81,17 +88,19 @@ static int write_forward(vm_call_t *c)
     cvx_store_make_id(msg.id);
     memcpy(msg.mailbox, c->fwd_to, sizeof(msg.mailbox));
     memcpy(msg.caller_number, c->mailbox, sizeof(msg.caller_number));
-    memcpy(msg.called_number, orig->called_number, sizeof(msg.called_number));
+    if (!c->replying)
+        memcpy(msg.called_number, orig->called_number, sizeof(msg.called_number));
     msg.received_ms = vm_now_ms();
-    msg.flags = orig->flags & CVX_MSG_URGENT;
+    msg.flags = c->replying ? 0 : orig->flags & CVX_MSG_URGENT;
     msg.codec = CVX_CODEC_PCM16;
     msg.rate = VM_RATE;
     cvx_store_stream_t *s;
     int rc = cvx_store_deposit_open(st, &msg, &s);
     if (rc != 0)
         return rc;
-    const int16_t *parts[2] = {c->rec, cvx_audio_data(c->audio)};
-    size_t lens[2] = {c->rec_n, cvx_audio_samples(c->audio)};
+    /* A forward holds the introduction then the original; a reply only what was recorded. */
+    const int16_t *parts[2] = {c->rec, c->replying ? NULL : cvx_audio_data(c->audio)};
+    size_t lens[2] = {c->rec_n, c->replying ? 0 : cvx_audio_samples(c->audio)};
     for (int p = 0; p < 2 && rc == 0; p++)
         for (size_t off = 0; off < lens[p] && rc == 0; off += CVX_STORE_CHUNK_MAX / 2) {
             size_t n = lens[p] - off;
@@ -119,11 +128,16 @@ static void intro_recorded(cvx_media_t *m, const cvx_media_result_t *res, void *
         back(c, "not-saved");
         return;
     }
+    if (c->replying && (long long)c->rec_n * 1000 / VM_RATE < vm_conf.min_message_ms) {
+        c->rec_n = 0;
+        back(c, "tooshort");
+        return;
+    }
     int rc = write_forward(c);
     c->rec_n = 0;
     if (rc != 0) {
-        fctx(c, CVX_LOG_WARN, "message not forwarded", rc);
-        back(c, "not-saved");
+        fctx(c, CVX_LOG_WARN, c->replying ? "reply not sent" : "message not forwarded", rc);
+        back(c, rc == CVX_ELIMIT ? "mailboxfull" : "not-saved");
     }
 }
 
@@ -208,7 +222,91 @@ void vm_forward_start(vm_call_t *c)
         back(c, "invalid"); /* listen to the message first */
         return;
     }
+    c->replying = 0;
     vm_list_t l = {0};
     vm_add(&l, "fwd-mailbox");
     vm_play(c, &l, VM_ANY_DIGIT, ask_target);
+}
+
+/* --- the reply menu ---------------------------------------------------------------------- */
+
+static void on_sender(void *arg, int status, const cvx_mailbox_t *mb)
+{
+    (void)mb;
+    vm_call_t *c = arg;
+    c->pending--;
+    if (c->hung_up) {
+        vm_call_maybe_free(c);
+        return;
+    }
+    if (status == CVX_ENOTFOUND) {
+        back(c, "not-local");
+        return;
+    }
+    if (status != 0) {
+        back(c, "sorry");
+        return;
+    }
+    c->replying = 1;
+    vm_list_t l = {0};
+    vm_add(&l, "record-reply");
+    vm_play(c, &l, NULL, record_intro);
+}
+
+static void reply_key(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    const char *sender = c->msgs[c->cur].caller_number;
+    int action = vm_key_action(VM_MENU_REPLY, res->digits[0]);
+    if ((action == VM_K_REPLY || action == VM_K_CALLBACK) && sender[0] == '\0') {
+        back(c, "no-number");
+        return;
+    }
+    cvx_store_t *st = cvx_store_default();
+    int rc;
+    switch (action) {
+    case VM_K_REPLY:
+        snprintf(c->fwd_to, sizeof(c->fwd_to), "%s", sender);
+        rc = st ? cvx_store_mailbox_get(st, sender, on_sender, c) : CVX_EUNAVAIL;
+        if (rc == CVX_EINVAL) {
+            back(c, "not-local");
+            return;
+        }
+        if (rc != 0) {
+            back(c, "sorry");
+            return;
+        }
+        c->pending++;
+        break;
+    case VM_K_CALLBACK:
+        fctx(c, CVX_LOG_INFO, "calling the sender back", 0);
+        vm_transfer(c, sender);
+        break;
+    case VM_K_BACK:
+        vm_back_to_menu(c, NULL);
+        break;
+    default:
+        back(c, "invalid");
+        break;
+    }
+}
+
+static void reply_menu_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    vm_collect_key(c, 6000, reply_key);
+}
+
+void vm_reply_menu(vm_call_t *c)
+{
+    cvx_media_flush_digits(c->media);
+    vm_list_t l = {0};
+    vm_say_menu(&l, VM_MENU_REPLY);
+    vm_play(c, &l, VM_ANY_DIGIT, reply_menu_played);
 }

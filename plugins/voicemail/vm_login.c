@@ -13,12 +13,18 @@
  * then saved ones, each oldest first.  Each message: its envelope (received when, in the
  * mailbox's time zone; from which number; how long), its audio, and the menu.
  *
- * Key map (while a message or the menu plays; digits interrupt prompts):
+ * Keys (the defaults of the key map, vm.h and vm_keys.c; while a message or the menu plays,
+ * digits interrupt prompts):
  *   1 replay   2 envelope   3 save   4 previous   5 forward with an introduction
- *   6 next   7 delete   8 undelete
- * While the message itself plays: * back 5 s, # on 5 s, 2 pause (any key resumes).
+ *   6 or # next   7 delete   8 undelete   * reply menu (vm_forward.c: reply, call back)
  *   9 mailbox options (vm_options.c)   0 end
- * With no messages the options menu follows the counts.
+ * While the message itself plays: * back 5 s, # on 5 s, 2 pause (any key resumes); other
+ * keys act as in the menu.  With no messages the options menu follows the counts.
+ *
+ * A store that cannot be reached (CVX_EUNAVAIL: on a call server, the system server is away)
+ * is a documented loss of function: the subscriber is told the messages cannot be reached and
+ * is offered to leave a message for a mailbox instead (the deposit flow, which says itself
+ * whether it can take one).
  * Deleted messages stay in the deleted folder (undelete works during the call and until
  * the store's deleted_retention purges them).
  */
@@ -43,6 +49,56 @@ static void say_then_hangup(vm_call_t *c, const char *a, const char *b)
         vm_add(&l, b);
     vm_add(&l, "goodbye");
     vm_play_and_hangup(c, &l);
+}
+
+/* The store cannot be reached: say so, and offer a deposit instead (vm_deposit.c). */
+static void offer_collected(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    if (res->digits[0] == '\0' || !cvx_store_valid_number(res->digits)) {
+        say_then_hangup(c, NULL, NULL);
+        return;
+    }
+    cvx_log_ctx_t ctx = vm_ctx(c, "logging in");
+    cvx_log_ctx(CVX_LOG_INFO, &ctx, "voicemail: store away: the caller leaves a message for %s",
+                res->digits);
+    c->own_phone = 0;
+    c->attempts = 0;
+    vm_deposit_start(c, res->digits);
+}
+
+static void offer_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    cvx_collect_opts_t co = {0};
+    co.max_digits = CVX_STORE_NUMBER_MAX - 1;
+    co.first_timeout_ms = 6000;
+    co.inter_digit_ms = 4000;
+    co.terminators = "#";
+    if (cvx_media_collect(c->media, &co, offer_collected, c) != 0)
+        vm_hangup(c);
+}
+
+static void store_failed(vm_call_t *c, int err)
+{
+    cvx_log_ctx_t ctx = vm_ctx(c, "subscriber conversation");
+    cvx_log_ctx(CVX_LOG_WARN, &ctx, "voicemail: mailbox %s: the store failed: %s",
+                c->mailbox[0] ? c->mailbox : "?", cvx_strerror(err));
+    if (err != CVX_EUNAVAIL) {
+        say_then_hangup(c, "sorry", "service-down");
+        return;
+    }
+    vm_list_t l = {0};
+    vm_add(&l, "sorry");
+    vm_add(&l, "messages-unavailable");
+    vm_add(&l, "offer-deposit");
+    vm_play(c, &l, VM_ANY_DIGIT, offer_played);
 }
 
 static void lctx(vm_call_t *c, cvx_log_level_t lv, const char *what, int err)
@@ -125,7 +181,7 @@ static void on_pin(void *arg, int status, const cvx_pin_result_t *r)
     }
     if (status != 0) {
         lctx(c, CVX_LOG_WARN, "PIN check failed", status);
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, status);
         return;
     }
     if (r->verdict == CVX_PIN_LOCKED) {
@@ -144,7 +200,7 @@ static void on_pin(void *arg, int status, const cvx_pin_result_t *r)
     int rc =
         st ? cvx_store_message_list(st, c->mailbox, CVX_FOLDER_ANY, on_messages, c) : CVX_EUNAVAIL;
     if (rc != 0) {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, rc);
         return;
     }
     c->pending++;
@@ -168,7 +224,7 @@ static void pin_collected(cvx_media_t *m, const cvx_media_result_t *res, void *a
     }
     if (rc != 0) {
         lctx(c, CVX_LOG_WARN, "PIN check failed", rc);
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, rc);
         return;
     }
     c->pending++;
@@ -204,7 +260,7 @@ static void on_own_mailbox(void *arg, int status, const cvx_mailbox_t *mb)
     } else if (status == CVX_ENOTFOUND) {
         ask_mailbox(c, NULL);
     } else {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, status);
     }
 }
 
@@ -221,7 +277,7 @@ void vm_login_start(vm_call_t *c, const char *mailbox)
     const char *calling = cvx_chan_info(c->chan)->calling;
     cvx_store_t *st = cvx_store_default();
     if (st == NULL) {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, CVX_EUNAVAIL);
         return;
     }
     if (!cvx_store_valid_number(calling) || strlen(calling) >= sizeof(c->mailbox)) {
@@ -264,7 +320,7 @@ static void on_messages(void *arg, int status, const cvx_message_t *msgs, size_t
         return;
     }
     if (status != 0) {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, status);
         return;
     }
     free(c->msgs);
@@ -348,7 +404,7 @@ void vm_back_to_menu(vm_call_t *c, vm_list_t *before)
     vm_list_t l = {0};
     if (before == NULL)
         before = &l;
-    vm_add(before, "message-menu");
+    vm_say_menu(before, VM_MENU_MESSAGE);
     vm_play(c, before, VM_ANY_DIGIT, menu_played);
 }
 
@@ -415,16 +471,16 @@ static void message_played(cvx_media_t *m, const cvx_media_result_t *res, void *
     }
     size_t at = c->play_pos + (size_t)res->samples;
     size_t skip = 5 * 8000;
-    switch (res->digit) {
-    case '*':
+    switch (vm_key_action(VM_MENU_PLAYBACK, res->digit)) {
+    case VM_K_REWIND:
         cvx_media_flush_digits(c->media);
         play_from(c, at > skip ? at - skip : 0);
         break;
-    case '#':
+    case VM_K_FFWD:
         cvx_media_flush_digits(c->media);
         play_from(c, at + skip);
         break;
-    case '2':
+    case VM_K_PAUSE:
         cvx_media_flush_digits(c->media);
         c->play_pos = at;
         vm_collect_key(c, 60000, resume);
@@ -521,7 +577,7 @@ static void move_to(vm_call_t *c, cvx_folder_t f, const char *said)
     cvx_store_t *st = cvx_store_default();
     int rc = st ? cvx_store_message_move(st, c->msgs[c->cur].id, f, moved, c) : CVX_EUNAVAIL;
     if (rc != 0) {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, rc);
         return;
     }
     c->msgs[c->cur].folder = (uint8_t)f;
@@ -534,7 +590,7 @@ void vm_messages_again(vm_call_t *c)
     int rc =
         st ? cvx_store_message_list(st, c->mailbox, CVX_FOLDER_ANY, on_messages, c) : CVX_EUNAVAIL;
     if (rc != 0) {
-        say_then_hangup(c, "sorry", "service-down");
+        store_failed(c, rc);
         return;
     }
     c->pending++;
@@ -543,27 +599,27 @@ void vm_messages_again(vm_call_t *c)
 static void menu_digit(vm_call_t *c, char d)
 {
     vm_list_t l = {0};
-    switch (d) {
-    case '1':
+    switch (vm_key_action(VM_MENU_MESSAGE, d)) {
+    case VM_K_REPLAY:
         envelope_done(c->media, &(cvx_media_result_t){.end = CVX_MEDIA_DONE}, c);
         break;
-    case '2':
+    case VM_K_ENVELOPE:
         play_message(c, 1);
         break;
-    case '3':
+    case VM_K_SAVE:
         move_to(c, CVX_FOLDER_SAVED, "saved");
         break;
-    case '7':
+    case VM_K_DELETE:
         move_to(c, CVX_FOLDER_DELETED, "deleted");
         break;
-    case '8':
+    case VM_K_UNDELETE:
         /* Back to saved: the subscriber has heard it. */
         if (c->msgs[c->cur].folder == CVX_FOLDER_DELETED)
             move_to(c, CVX_FOLDER_SAVED, "undeleted");
         else
             message_menu(c);
         break;
-    case '4':
+    case VM_K_PREVIOUS:
         if (c->cur == 0) {
             vm_add(&l, "first");
             vm_play(c, &l, VM_ANY_DIGIT, after_message);
@@ -572,8 +628,7 @@ static void menu_digit(vm_call_t *c, char d)
             play_message(c, 0);
         }
         break;
-    case '6':
-    case '#':
+    case VM_K_NEXT:
         if (c->cur + 1 >= c->nmsgs) {
             vm_add(&l, "nomore");
             vm_play(c, &l, VM_ANY_DIGIT, after_message);
@@ -582,13 +637,16 @@ static void menu_digit(vm_call_t *c, char d)
             play_message(c, 0);
         }
         break;
-    case '5':
+    case VM_K_FORWARD:
         vm_forward_start(c);
         break;
-    case '9':
+    case VM_K_MORE:
+        vm_reply_menu(c);
+        break;
+    case VM_K_OPTIONS:
         vm_options_start(c, NULL);
         break;
-    case '0':
+    case VM_K_END:
         say_then_hangup(c, NULL, NULL);
         break;
     default:

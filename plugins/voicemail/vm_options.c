@@ -2,8 +2,15 @@
  * Mailbox options by phone: record the standard, busy, no-answer and temporary greetings and
  * the name, switch the temporary greeting off, change the PIN.
  *
- * Keys (options menu): 1 standard greeting, 2 busy, 3 no answer, 4 temporary, 5 temporary
- * greeting off, 6 name, 7 change the PIN, 9 back to the messages, 0 goodbye.
+ * Keys (the defaults of the key map, vm.h and vm_keys.c): 1 standard greeting, 2 busy, 3 no
+ * answer, 4 temporary, 5 temporary greeting off, 6 name, 7 change the PIN, 8 the extended
+ * absence greeting, 9 back to the messages, 0 goodbye.
+ *
+ * The temporary greeting asks first for how many days it plays (1-365, then #; # alone: no end
+ * date); it then plays until that many days from now, which the subscriber hears once it is
+ * saved ("plays until Friday, November 27 at 2 15 p m", in the mailbox's time zone).  The
+ * extended absence greeting (8) has its own menu: 1 record it, after choosing whether callers
+ * may leave messages while it plays (1 yes, 2 no), 2 turn it off.
  *
  * A greeting streams into the store as it is recorded (cvx_store_greeting_open) and replaces
  * the old one only when its commit is confirmed ("saved"); recordings shorter than
@@ -63,6 +70,10 @@ static void greeting_committed(void *arg, int status, const cvx_deposit_result_t
     }
     vm_list_t l = {0};
     vm_add(&l, status == 0 ? "saved" : "not-saved");
+    if (status == 0 && c->greeting_kind == CVX_GREETING_TEMPORARY && c->greeting_expires_ms) {
+        vm_add(&l, "temp-until");
+        vm_say_datetime(&l, c->greeting_expires_ms, vm_now_ms(), c->mb.timezone);
+    }
     options_menu(c, &l);
 }
 
@@ -110,7 +121,8 @@ static void record_greeting_now(cvx_media_t *m, const cvx_media_result_t *res, v
         return;
     cvx_store_t *st = cvx_store_default();
     int rc = st ? cvx_store_greeting_open(st, c->mailbox, (cvx_greeting_t)c->greeting_kind,
-                                          CVX_CODEC_PCM16, VM_RATE, 0, 0, &c->stream)
+                                          CVX_CODEC_PCM16, VM_RATE, c->greeting_expires_ms,
+                                          c->greeting_flags, &c->stream)
                 : CVX_EUNAVAIL;
     if (rc != 0) {
         octx(c, CVX_LOG_WARN, "cannot record a greeting", rc);
@@ -142,6 +154,135 @@ static void record_greeting(vm_call_t *c, cvx_greeting_t kind)
     vm_list_t l = {0};
     vm_add(&l, "record-after-tone");
     vm_play(c, &l, NULL, record_greeting_now);
+}
+
+/* Digits ended by # after a prompt, to done. */
+static void collect_number(cvx_media_t *m, const cvx_media_result_t *res, void *arg);
+
+static void ask_number(vm_call_t *c, vm_list_t *l, const char *prompt, cvx_media_done_fn done)
+{
+    vm_add(l, prompt);
+    c->collected = done;
+    vm_play(c, l, VM_ANY_DIGIT, collect_number);
+}
+
+static void collect_number(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    cvx_collect_opts_t co = {0};
+    co.max_digits = 8;
+    co.first_timeout_ms = 6000;
+    co.inter_digit_ms = 4000;
+    co.terminators = "#";
+    if (cvx_media_collect(c->media, &co, c->collected, c) != 0)
+        vm_hangup(c);
+}
+
+/* The temporary greeting: how many days it plays, then the recording. */
+static void days_collected(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    const char *d = res->digits;
+    long days = 0;
+    if (d[0] != '\0') {
+        char *end;
+        days = strspn(d, "0123456789") == strlen(d) ? strtol(d, &end, 10) : -1;
+        if (days < 1 || days > 365) {
+            vm_list_t l = {0};
+            vm_add(&l, "invalid");
+            ask_number(c, &l, "temp-days", days_collected);
+            return;
+        }
+    }
+    c->greeting_expires_ms = days ? vm_now_ms() + (uint64_t)days * 86400000u : 0;
+    c->greeting_flags = 0;
+    record_greeting(c, CVX_GREETING_TEMPORARY);
+}
+
+static void ext_removed(void *arg, int status)
+{
+    vm_call_t *c = arg;
+    c->pending--;
+    if (c->hung_up) {
+        vm_call_maybe_free(c);
+        return;
+    }
+    octx(c, status == 0 || status == CVX_ENOTFOUND ? CVX_LOG_INFO : CVX_LOG_WARN,
+         "extended absence greeting off", status == CVX_ENOTFOUND ? 0 : status);
+    vm_list_t l = {0};
+    vm_add(&l, status == 0 || status == CVX_ENOTFOUND ? "extended-off" : "sorry");
+    options_menu(c, &l);
+}
+
+static void ext_refuse_key(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    char k = res->digits[0];
+    if (k != '1' && k != '2') {
+        vm_list_t l = {0};
+        vm_add(&l, "invalid");
+        options_menu(c, &l);
+        return;
+    }
+    c->greeting_expires_ms = 0;
+    c->greeting_flags = k == '2' ? CVX_GREETING_REFUSE : 0;
+    record_greeting(c, CVX_GREETING_EXTENDED);
+}
+
+static void ext_refuse_asked(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    vm_collect_key(c, 6000, ext_refuse_key);
+}
+
+static void ext_key(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    vm_list_t l = {0};
+    cvx_store_t *st = cvx_store_default();
+    int rc;
+    switch (res->digits[0]) {
+    case '1':
+        cvx_media_flush_digits(c->media);
+        vm_add(&l, "extended-refuse");
+        vm_play(c, &l, VM_ANY_DIGIT, ext_refuse_asked);
+        break;
+    case '2':
+        rc = st ? cvx_store_greeting_del(st, c->mailbox, CVX_GREETING_EXTENDED, ext_removed, c)
+                : CVX_EUNAVAIL;
+        c->pending++;
+        if (rc != 0)
+            ext_removed(c, rc);
+        break;
+    default:
+        vm_add(&l, "invalid");
+        options_menu(c, &l);
+        break;
+    }
+}
+
+static void ext_menu_played(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
+{
+    (void)m;
+    vm_call_t *c = arg;
+    if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
+        return;
+    vm_collect_key(c, 6000, ext_key);
 }
 
 static void temp_removed(void *arg, int status)
@@ -252,20 +393,22 @@ static void options_digit(vm_call_t *c, char d)
     vm_list_t l = {0};
     cvx_store_t *st = cvx_store_default();
     int rc;
-    switch (d) {
-    case '1':
+    c->greeting_expires_ms = 0;
+    c->greeting_flags = 0;
+    switch (vm_key_action(VM_MENU_OPTIONS, d)) {
+    case VM_K_STANDARD:
         record_greeting(c, CVX_GREETING_STANDARD);
         break;
-    case '2':
+    case VM_K_BUSY:
         record_greeting(c, CVX_GREETING_BUSY);
         break;
-    case '3':
+    case VM_K_NOANSWER:
         record_greeting(c, CVX_GREETING_NOANSWER);
         break;
-    case '4':
-        record_greeting(c, CVX_GREETING_TEMPORARY);
+    case VM_K_TEMPORARY:
+        ask_number(c, &l, "temp-days", days_collected);
         break;
-    case '5':
+    case VM_K_TEMP_OFF:
         rc = st ? cvx_store_greeting_del(st, c->mailbox, CVX_GREETING_TEMPORARY, temp_removed, c)
                 : CVX_EUNAVAIL;
         if (rc != 0) {
@@ -275,17 +418,21 @@ static void options_digit(vm_call_t *c, char d)
             c->pending++;
         }
         break;
-    case '6':
+    case VM_K_EXTENDED:
+        vm_add(&l, "extended-menu");
+        vm_play(c, &l, VM_ANY_DIGIT, ext_menu_played);
+        break;
+    case VM_K_NAME:
         record_greeting(c, CVX_GREETING_NAME);
         break;
-    case '7':
+    case VM_K_PIN:
         c->new_pin[0] = '\0';
         ask_new_pin(c, &l, "newpassword");
         break;
-    case '9':
+    case VM_K_MESSAGES:
         vm_messages_again(c);
         break;
-    case '0':
+    case VM_K_OPT_END:
         vm_add(&l, "goodbye");
         vm_play_and_hangup(c, &l);
         break;
@@ -330,7 +477,8 @@ static void options_menu(vm_call_t *c, vm_list_t *before)
     vm_list_t l = {0};
     if (before == NULL)
         before = &l;
-    vm_add(before, "options-menu");
+    vm_add(before, "options-intro");
+    vm_say_menu(before, VM_MENU_OPTIONS);
     vm_play(c, before, VM_ANY_DIGIT, options_played);
 }
 

@@ -61,7 +61,19 @@ static const cvx_option_t vm_options[] = {
     {"timezone", CVX_OPT_STRING, offsetof(vm_conf_t, timezone), "", 0, 0, NULL, 0,
      "The site's time zone (\"Europe/Paris\") for mailboxes without their own; empty: the "
      "server's."},
-    CVX_OPTIONS_END,
+#define VM_KEY_OPT(a, o, m, d, p, h)                                                               \
+    {"key_" o,                                                                                     \
+     CVX_OPT_STRING,                                                                               \
+     offsetof(vm_conf_t, keys[VM_K_##a]),                                                          \
+     d,                                                                                            \
+     0,                                                                                            \
+     0,                                                                                            \
+     NULL,                                                                                         \
+     0,                                                                                            \
+     "Key map: the key (or keys, \"6#\") to " h "; two actions of one menu may not share a key."},
+    VM_KEYS(VM_KEY_OPT)
+#undef VM_KEY_OPT
+        CVX_OPTIONS_END,
 };
 
 static const cvx_section_def_t vm_section = {"voicemail", 0, vm_options, sizeof(vm_conf_t),
@@ -329,13 +341,17 @@ static int vm_load(cvx_module_env_t *env)
 {
     cvx_diag_t diag = {0};
     memset(&vm_conf, 0, sizeof(vm_conf));
-    int rc =
-        cvx_conf_bind(&vm_section, cvx_conf_find(env->conf, "voicemail", NULL), &vm_conf, &diag);
+    cvx_conf_section_t *sec = cvx_conf_find(env->conf, "voicemail", NULL);
+    int rc = cvx_conf_bind(&vm_section, sec, &vm_conf, &diag);
+    if (rc == 0)
+        rc = vm_keys_check(sec, &diag);
     for (size_t i = 0; i < diag.n; i++)
         cvx_error("%s", diag.msgs[i]);
     cvx_diag_clear(&diag);
-    if (rc != 0)
+    if (rc != 0) {
+        cvx_conf_release(vm_options, &vm_conf);
         return rc;
+    }
     char err[768];
     rc = vm_prompts_load(env->loop, err, sizeof(err));
     if (rc != 0) {

@@ -33,19 +33,19 @@ import sys
 import tempfile
 
 from cvxtest import BUILD, main, run_callvoxd, wait_for
-from vmtest import (PROMPTS, TONES, VmDaemon, detect_tones, have_all, linear_to_ulaw,
-                    listen_call, prompt_ulaw, read_wav, sipp, subscriber_call, tone, tones_ulaw,
-                    ulaw_to_linear, write_caller_pcap, write_scenario)
+from vmtest import (PROMPTS, TONES, VmDaemon, detect_tones, free_port, have_all,
+                    linear_to_ulaw, listen_call, prompt_ulaw, read_wav, sipp, subscriber_call,
+                    tone, tones_ulaw, ulaw_to_linear, write_caller_pcap, write_scenario)
 
 GENERATED = os.path.join(BUILD, "share", "callvox", "prompts", "en")
 DIV = "<sip:%s@127.0.0.1>;reason=no-answer"
 
 
-def deposit_scenario():
+def deposit_scenario(calling="sipp"):
     fd, pcap = tempfile.mkstemp(prefix="cvx-caller-", suffix=".pcap")
     os.close(fd)
     ms = write_caller_pcap(pcap)
-    return write_scenario("uac_deposit.xml", PCAP=pcap, MS=ms + 300), pcap
+    return write_scenario("uac_deposit.xml", PCAP=pcap, MS=ms + 300, FROM=calling), pcap
 
 
 def check_message(d, msg):
@@ -185,7 +185,7 @@ def test_login_hears_the_message():
         assert rc == 0, out
         msg = wait_for(lambda: d.messages("1000"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
-        menu_head = generated_ulaw("message-menu")[:16000]  # its first 2 s
+        menu_head = generated_ulaw("k-replay")  # the menu starts
         audio = subscriber_call(d, [
             (heard("login"), "1000#"),
             (heard("vm-password.wav"), "4826#"),
@@ -225,7 +225,7 @@ def test_forward_with_introduction():
         assert rc == 0, out
         msg = wait_for(lambda: d.messages("1006"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
-        menu_head = generated_ulaw("message-menu")[:16000]
+        menu_head = generated_ulaw("k-replay")
 
         def speak(pad):
             """records a 2200 Hz tone as the introduction, then #"""
@@ -263,7 +263,7 @@ def test_rewind_during_playback():
         msg = wait_for(lambda: d.messages("1008"), 20, "the message")[0]
         msg_ulaw = bytes(linear_to_ulaw(x) for x in d.export(msg["id"]))
         head = msg_ulaw[:16000]  # its first 2 s
-        menu_head = generated_ulaw("message-menu")[:16000]
+        menu_head = generated_ulaw("k-replay")
         # '*' 2 s into the message goes back 5 s: to its start; then it plays to the end.
         audio = subscriber_call(d, [
             (heard("login"), "1008#"),
@@ -314,12 +314,22 @@ def test_delete_and_undelete():
     os.unlink(pcap)
 
 
-def beep_after(name):
-    """A condition: the prompt was heard, then the 1 kHz beep after it."""
+def prompt_bytes(name):
+    """A prompt as heard: a recorded one ("vm-intro.wav") or a generated one ("login")."""
+    return prompt_ulaw(name) if name.endswith(".wav") else generated_ulaw(name)
+
+
+def beep_after(name, n=1):
+    """A condition: the prompt was heard (n times), then the 1 kHz beep after its nth time."""
+    p = prompt_bytes(name)
+
     def cond(audio):
-        p = generated_ulaw(name)
-        i = audio.find(p)
-        return i >= 0 and 1000 in detect_tones([ulaw_to_linear(b) for b in audio[i + len(p):]])
+        i = -1
+        for _ in range(n):
+            i = audio.find(p, i + 1)
+            if i < 0:
+                return False
+        return 1000 in detect_tones([ulaw_to_linear(b) for b in audio[i + len(p):]])
     return cond
 
 
@@ -333,7 +343,9 @@ def test_greeting_change():
 
         def speak(pad):
             """records the tone sequence as the greeting, then #"""
-            pad.send_audio(b"\xff" * 4000 + tones)  # half a second after the beep, then tones
+            # half a second after the beep, the tones, half a second more (the recording may lose
+            # its last moments to the # that ends it)
+            pad.send_audio(b"\xff" * 4000 + tones + b"\xff" * 4000)
             pad.press("#")
         # No messages: the options menu follows; 1 records the standard greeting.
         audio = subscriber_call(d, [
@@ -431,13 +443,215 @@ def test_wrong_pins_lock_across_calls():
         assert d.stop() == 0
 
 
+
+# --- deposit: keys during the greeting, review, minimum length, commit failure ---------------
+
+def linear(audio):
+    return [ulaw_to_linear(b) for b in audio]
+
+
+def silence_ulaw(ms):
+    return b"\xff" * (8 * ms)
+
+
+def speak(ulaw, doc):
+    """An action: sends the audio (after half a second of silence), then #."""
+    def act(pad):
+        pad.send_audio(silence_ulaw(500) + ulaw)
+        pad.press("#")
+    act.__doc__ = doc
+    return act
+
+
+def test_operator_from_greeting():
+    # 0 during the greeting: "please hold", then a blind transfer (REFER) to [voicemail]
+    # operator, which sipp checks names sip:7100@; no beep, nothing stored.
+    with VmDaemon(vm_extra="operator = 7100\n",
+                  sip_extra="proxy = sip:127.0.0.1:%d\n" % free_port()) as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+        audio = subscriber_call(d, [(heard("vm-theperson.wav"), "0")], div=DIV % "1000",
+                                refer="7100")
+        contains_in_order(audio, ("vm-theperson", prompt_ulaw("vm-theperson.wav")),
+                          ("pls-hold-while-try", prompt_ulaw("pls-hold-while-try.wav")))
+        assert 1000 not in detect_tones(linear(audio)), "a beep was played"
+        d.wait_log(r"voicemail: transfer done")
+        assert d.messages("1000") == []
+        assert d.stop() == 0
+
+
+def test_star_from_greeting_logs_in():
+    # * during a mailbox's greeting: the subscriber of that mailbox, so only the PIN is asked.
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+        d.ok("mailbox pin 1000 4826")
+        audio = subscriber_call(d, [
+            (heard("vm-theperson.wav"), "*"),
+            (heard("vm-password.wav"), "4826#"),
+            (heard("vm-no.wav", "vm-messages.wav"), "0"),
+        ], div=DIV % "1000")
+        contains_in_order(audio, ("vm-password", prompt_ulaw("vm-password.wav")),
+                          ("vm-youhave", prompt_ulaw("vm-youhave.wav")),
+                          ("vm-no", prompt_ulaw("vm-no.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        assert audio.find(generated_ulaw("login")) < 0, "the mailbox number was asked"
+        d.wait_log(r"mailbox 1000: subscriber logged in")
+        assert d.stop() == 0
+
+
+def test_review_menu():
+    # After #: 2 plays the recording back (the caller hears the tones), 3 records again (a
+    # 2200 Hz tone this time), 4 marks it urgent, 1 sends: "message saved", and the store holds
+    # one urgent message with the second recording only.
+    second = bytes(linear_to_ulaw(x) for x in tone(2200, 800))
+
+    def after_review(n):
+        def cond(audio):
+            i = -1
+            for _ in range(n):
+                i = audio.find(prompt_ulaw("vm-review-urgent.wav"), i + 1)
+                if i < 0:
+                    return False
+            return i
+        return cond
+
+    def heard_back(audio):
+        i = after_review(1)(audio)
+        return i is not False and detect_tones(linear(audio[i:])) == list(TONES)
+    with VmDaemon() as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+        audio = subscriber_call(d, [
+            (heard("vm-theperson.wav"), "#"),
+            (beep_after("vm-theperson.wav"), speak(tones_ulaw(), "records the tones, then #")),
+            (heard("vm-review-urgent.wav"), "2"),
+            (heard_back, "3"),
+            (lambda a: after_review(1)(a) is not False and 1000 in detect_tones(
+                linear(a[after_review(1)(a):])), speak(second, "records 2200 Hz, then #")),
+            (heard(("vm-review-urgent.wav", 2)), "4"),
+            (heard("vm-marked-urgent.wav"), "1"),
+        ], div=DIV % "1000")
+        contains_in_order(audio, ("vm-review-urgent", prompt_ulaw("vm-review-urgent.wav")),
+                          ("vm-review-urgent", prompt_ulaw("vm-review-urgent.wav")),
+                          ("vm-marked-urgent", prompt_ulaw("vm-marked-urgent.wav")),
+                          ("vm-msgsaved", prompt_ulaw("vm-msgsaved.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        msgs = d.messages("1000")
+        assert len(msgs) == 1, msgs
+        assert "urgent" in msgs[0]["flags"], msgs
+        assert detect_tones(d.export(msgs[0]["id"]), freqs=TONES + (1000, 2200)) == [2200]
+        assert d.stop() == 0
+
+
+def test_too_short_recordings_dropped():
+    # min_message 3 s: # after a moment gets "too short" and a new beep; a caller who hangs
+    # up right after it leaves nothing.
+    with VmDaemon(vm_extra="min_message = 3s\n") as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1000 Alice Example")
+
+        def hang_up(pad):
+            """the call is hung up (from the daemon's side) just after the second beep"""
+            d.hang_up_all()
+        audio = subscriber_call(d, [
+            (heard("vm-theperson.wav"), "#"),
+            (beep_after("vm-theperson.wav"), "#"),
+            (beep_after("vm-tooshort.wav"), hang_up),
+        ], div=DIV % "1000")
+        contains_in_order(audio, ("vm-tooshort", prompt_ulaw("vm-tooshort.wav")))
+        assert audio.find(prompt_ulaw("vm-msgsaved.wav")) < 0
+        d.wait_log(r"mailbox 1000: caller hung up, recording too short: dropped")
+        assert d.messages("1000") == []
+        assert d.stop() == 0
+
+
+def test_commit_failure_never_says_saved():
+    # Mailbox 1001 takes one message.  Caller A starts recording when it is empty; meanwhile
+    # caller B leaves a message; A sends: the store refuses A's commit (quota), and A hears
+    # "the mailbox is full", never "message saved".  Only B's message is stored.
+    scen, pcap = deposit_scenario()
+    with VmDaemon(vm_extra="silence = 0\n") as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        d.ok("mailbox add 1001 Bob Example")
+        d.ok("mailbox set 1001 quota_messages 1")
+
+        def other_caller(pad):
+            """while A records, caller B leaves a message; then A presses #"""
+            rc, out = sipp(scen, d.port, "8000", keys={"div": DIV % "1001"})
+            assert rc == 0, out
+            wait_for(lambda: len(d.messages("1001")) == 1, 20, "B's message")
+            pad.press("#")
+        audio = subscriber_call(d, [
+            (heard("vm-theperson.wav"), "#"),
+            (beep_after("vm-theperson.wav"), other_caller),
+            (heard("vm-review-urgent.wav"), "1"),
+        ], div=DIV % "1001", timeout=90)
+        contains_in_order(audio, ("vm-review-urgent", prompt_ulaw("vm-review-urgent.wav")),
+                          ("vm-mailboxfull", prompt_ulaw("vm-mailboxfull.wav")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        assert audio.find(prompt_ulaw("vm-msgsaved.wav")) < 0, "'message saved' was said"
+        msgs = d.messages("1001")
+        assert len(msgs) == 1, msgs
+        check_message(d, msgs[0])  # B's: the tone sequence
+        d.wait_log(r"for mailbox 1001 not saved: ")
+        assert d.stop() == 0
+    os.unlink(scen)
+    os.unlink(pcap)
+
+
+def test_store_away_offers_a_deposit():
+    # Role call: the store cannot be reached.  A subscriber calling in hears that the messages
+    # cannot be reached and is offered to leave a message; the deposit then says (truthfully)
+    # that no message can be taken now, and never "saved".
+    with VmDaemon(role="call") as d:
+        d.start()
+        d.wait_log(r"voicemail: \d+ prompts loaded")
+        audio = subscriber_call(d, [(heard("offer-deposit"), "1000#")])
+        contains_in_order(audio, ("im-sorry", prompt_ulaw("im-sorry.wav")),
+                          ("messages-unavailable", generated_ulaw("messages-unavailable")),
+                          ("offer-deposit", generated_ulaw("offer-deposit")),
+                          ("im-sorry", prompt_ulaw("im-sorry.wav")),
+                          ("store-unavailable", generated_ulaw("store-unavailable")),
+                          ("vm-goodbye", prompt_ulaw("vm-goodbye.wav")))
+        assert audio.find(prompt_ulaw("vm-msgsaved.wav")) < 0, "'message saved' was said"
+        assert 1000 not in detect_tones(linear(audio)), "a beep was played"
+        d.wait_log(r"store away: the caller leaves a message for 1000")
+        assert d.stop() == 0
+
+
+def test_key_map_conflicts_stop_the_start():
+    with VmDaemon(vm_extra="key_save = 7\nkey_end = x\n[module:voicemail]\nrequired = yes\n") \
+            as d:
+        status, out = run_callvoxd(["--foreground", "--config", d.conf_path])
+        assert status != 0, out
+        with open(d.conf_path) as f:
+            lines = f.read().split("\n")
+        save = lines.index("key_save = 7") + 1
+        end = lines.index("key_end = x") + 1
+        want = ("%s:%d: [voicemail] key_save: key 7 is already key_delete (default) in the "
+                "message menu" % (d.conf_path, save))
+        assert want in out, out
+        want = ("%s:%d: [voicemail] key_end: 'x' is not one or more of 0-9, * and #"
+                % (d.conf_path, end))
+        assert want in out, out
+
 DEPOSIT = [test_deposit_through_diversion, test_mailbox_full, test_unknown_mailbox_not_in_service,
            test_store_unavailable, test_fifty_callers_one_mailbox,
-           test_missing_prompt_stops_the_start]
+           test_missing_prompt_stops_the_start, test_key_map_conflicts_stop_the_start,
+           test_operator_from_greeting, test_star_from_greeting_logs_in, test_review_menu,
+           test_too_short_recordings_dropped, test_commit_failure_never_says_saved,
+           test_store_away_offers_a_deposit]
+# Two ctest entries (test_voicemail_subscriber, test_voicemail_mailbox), so that ctest -j runs
+# them side by side: each test spends its time waiting for audio in real time, not computing.
 SUBSCRIBER = [test_login_hears_the_message, test_forward_with_introduction,
-              test_rewind_during_playback,
-              test_delete_and_undelete, test_greeting_change, test_pin_change_policy,
-              test_wrong_pins_lock_across_calls]
+              test_rewind_during_playback, test_delete_and_undelete]
+MAILBOX = [test_greeting_change, test_pin_change_policy, test_wrong_pins_lock_across_calls]
 
 if __name__ == "__main__":
     if not have_all():

@@ -35,16 +35,16 @@ def have_all():
 class VmDaemon(Daemon):
     """callvoxd, role all, with [sip:pbx] on 127.0.0.1 and voicemail (pilot 8000)."""
 
-    def __init__(self, vm_extra="", role=None, log_level="info"):
+    def __init__(self, vm_extra="", role=None, log_level="info", sip_extra=""):
         self.port = free_port()
         self.mods = tempfile.mkdtemp(prefix="cvx-vmmods-")
         for m in ("sip.so", "voicemail.so"):
             shutil.copy(os.path.join(MODULES, m), self.mods)
         base = 20000 + (free_port() % 20000) * 2 % 38000
         conf = ("[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n"
-                "rtp_port_min = %d\nrtp_port_max = %d\n[log]\nlevel = %s\n"
+                "rtp_port_min = %d\nrtp_port_max = %d\n%s[log]\nlevel = %s\n"
                 "[voicemail]\npilot = 8000\n%s"
-                % (self.port, base, base + 2999, log_level, vm_extra))
+                % (self.port, base, base + 2999, sip_extra, log_level, vm_extra))
         Daemon.__init__(self, conf, role=role, general={"module_dir": self.mods})
 
     def close(self):
@@ -65,6 +65,14 @@ class VmDaemon(Daemon):
 
     def messages(self, mailbox, folder="any"):
         return self.ok("message list %s %s" % (mailbox, folder))["messages"]
+
+    def mailbox(self, number):
+        return self.ok("mailbox show %s" % number)
+
+    def hang_up_all(self):
+        """Hangs up every call from the daemon's side (the shell's 'call hangup')."""
+        for c in self.ok("show calls")["calls"]:
+            self.ok("call hangup %s" % c["id"])
 
     def export(self, msg_id):
         """The message's audio as a list of samples (exported by the daemon to a WAV)."""
@@ -208,6 +216,9 @@ def write_caller_pcap(path, pre_ms=1000, digits="#", gap_ms=1200, tone_ms=400, t
 
 
 def write_scenario(name, **subst):
+    """A copy of scenario name with @KEY@ replaced by subst's values (FROM, the calling
+    number, defaults to 'sipp', which is not a number)."""
+    subst.setdefault("FROM", "sipp")
     with open(os.path.join(SCEN, name)) as f:
         text = f.read()
     for k, v in subst.items():
@@ -291,6 +302,12 @@ class Keypad(threading.Thread):
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.seq, self.ts = 5000, 800000
+        self.busy = False  # a digit or queued audio is being sent
+
+    def idle(self):
+        """True once everything queued has been sent."""
+        with self.lock:
+            return not self.queue and not self.busy
 
     def press(self, digits):
         with self.lock:
@@ -319,6 +336,7 @@ class Keypad(threading.Thread):
             if event is None:
                 with self.lock:
                     d = self.queue.pop(0) if self.queue else None
+                    self.busy = d is not None
                 if isinstance(d, bytes):
                     frame = d
                 elif d is not None:
@@ -348,14 +366,27 @@ class Keypad(threading.Thread):
             time.sleep(max(0, nxt - time.monotonic()))
 
 
-def subscriber_call(d, steps, timeout=60):
-    """Calls the pilot directly (no redirection) as a caller that is not a mailbox.  steps is a
-    list of (condition on the audio heard so far, digits to press or a function of the Keypad),
-    taken in order; the call ends when the daemon hangs up.  Returns the mu-law bytes heard."""
+def subscriber_call(d, steps, timeout=60, div=None, refer=None, calling="sipp"):
+    """Calls the pilot as calling (by default 'sipp', not a number, so not a mailbox), directly
+    or, with div, forwarded (a Diversion header).  steps is a list of (condition on the audio
+    heard so far, digits to press or a function of the Keypad), taken in order; the call ends
+    when the daemon hangs up.  With refer, the daemon must transfer the call to that number
+    (the caller accepts the REFER, checks that it names sip:<refer>@, reports success and waits
+    for the BYE).  Returns the mu-law bytes heard."""
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
-    scen = write_scenario("uac_listen.xml", PORT=rx.getsockname()[1])
-    p = sipp(scen, d.port, "8000", background=True, timeout=timeout)
+    keys = {}
+    if refer is not None:
+        scen = write_scenario("uac_listen_refer.xml", PORT=rx.getsockname()[1], TARGET=refer,
+                              FROM=calling,
+                              DIVLINE="Diversion: [div]" if div else "X-Callvox-Test: refer")
+    elif div:
+        scen = write_scenario("uac_listen_div.xml", PORT=rx.getsockname()[1], FROM=calling)
+    else:
+        scen = write_scenario("uac_listen.xml", PORT=rx.getsockname()[1], FROM=calling)
+    if div:
+        keys["div"] = div
+    p = sipp(scen, d.port, "8000", background=True, timeout=timeout, keys=keys)
     audio = bytearray()
     pad = None
     start = time.monotonic()
@@ -389,6 +420,8 @@ def subscriber_call(d, steps, timeout=60):
                         pad.press(action)
         assert not steps, "the call ended before every step was taken (%d left)" % len(steps)
     finally:
+        global last_audio
+        last_audio = bytes(audio)  # for a failing test's post-mortem
         if pad:
             pad.stop()
         rc, out = finish(p)
@@ -396,3 +429,6 @@ def subscriber_call(d, steps, timeout=60):
         os.unlink(scen)
     assert rc == 0, out
     return bytes(audio)
+
+
+last_audio = b""
