@@ -33,6 +33,16 @@ int cvx__store_is_remote(const cvx_store_t *st)
     return st != NULL && st->remote != NULL;
 }
 
+int cvx_store_reachable(const cvx_store_t *st)
+{
+    if (st == NULL || st->closing)
+        return 0;
+    if (st->remote == NULL)
+        return 1;
+    store_rmt_t *rm = st->remote;
+    return !rm->closing && rm->link.up(rm->link.ctx);
+}
+
 /* --- requests ------------------------------------------------------------------------------ */
 
 static void maybe_closed(store_rmt_t *rm);
