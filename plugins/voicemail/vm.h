@@ -15,6 +15,7 @@
 #include "cvx/chan.h"
 #include "cvx/config.h"
 #include "cvx/media.h"
+#include "cvx/prompts.h"
 #include "vm_store.h"
 
 /* --- the key map (vm_keys.c) ------------------------------------------------------------------ */
@@ -110,12 +111,8 @@ int vm_prompts_ready(void);
 #define VM_ANY_DIGIT "0123456789*#"
 
 /* A list of audio to play in order. */
-#define VM_LIST_MAX 96
-typedef struct vm_list {
-    cvx_audio_t *a[VM_LIST_MAX];
-    size_t n;
-    int missing; /* a prompt was not loaded */
-} vm_list_t;
+#define VM_LIST_MAX CVX_PLAYLIST_MAX
+typedef cvx_playlist_t vm_list_t;
 void vm_add(vm_list_t *l, const char *name);
 void vm_add_audio(vm_list_t *l, cvx_audio_t *a);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cvx/localtime.h"
 #include "vm.h"
 
 void vm_say_number(vm_list_t *l, unsigned long n)
@@ -61,32 +62,13 @@ void vm_say_digits(vm_list_t *l, const char *digits)
     }
 }
 
-/*
- * Local time of utc in time zone tz ("" or NULL: the site's, vm_conf.timezone, else the
- * process's).  glibc has no per-call time zone, so TZ is switched around localtime_r on the
- * loop thread (the only thread of this process that converts local times: the log writes
- * UTC) and put back.
- */
+/* Local time of t in time zone tz ("" or NULL: the site's, vm_conf.timezone, else the
+ * process's); cvx/localtime.h switches TZ around localtime_r on the loop thread. */
 static void local_tm(time_t t, const char *tz, struct tm *out)
 {
     if ((tz == NULL || *tz == '\0') && vm_conf.timezone)
         tz = vm_conf.timezone;
-    if (tz == NULL || *tz == '\0') {
-        localtime_r(&t, out);
-        return;
-    }
-    const char *old = getenv("TZ");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("TZ", tz, 1);
-    tzset();
-    localtime_r(&t, out);
-    if (saved) {
-        setenv("TZ", saved, 1);
-        free(saved);
-    } else {
-        unsetenv("TZ");
-    }
-    tzset();
+    cvx_localtime(t, tz, out);
 }
 
 static void say_time(vm_list_t *l, const struct tm *tm)

@@ -160,7 +160,8 @@ def test_unknown_user_is_one_clear_line():
         return
     with Daemon(NULL_LINES, general={"user": "no-such-user-cvx"}) as d:
         d.start(wait=False)
-        assert d.proc.wait(20) == 1
+        rc = d.proc.wait(20)
+        assert rc == 1, "exit status %s:\n%s" % (rc, d.log()[-3000:])
         assert ("callvoxd: the user 'no-such-user-cvx' does not exist (create it with "
                 "'useradd --system no-such-user-cvx', or set [general] user)") in d.log(), d.log()
 
