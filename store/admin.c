@@ -133,6 +133,8 @@ static void stats_work(uv_work_t *req)
 
 int cvx_store_stats(cvx_store_t *st, cvx_store_stats_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (cb == NULL)
@@ -177,6 +179,8 @@ static void backup_work(uv_work_t *req)
 
 int cvx_store_backup(cvx_store_t *st, const char *dir, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (dir == NULL || dir[0] == '\0' || strlen(dir) >= 4096 || cb == NULL)
@@ -364,6 +368,8 @@ static void verify_work(uv_work_t *req)
 
 int cvx_store_verify(cvx_store_t *st, cvx_store_line_fn line, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (cb == NULL)

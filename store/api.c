@@ -12,6 +12,7 @@
 
 #include "cvx/license.h"
 #include "cvx/log.h"
+#include "remote.h"
 #include "store_impl.h"
 
 /* A result computed on the loop, delivered from the completion queue. */
@@ -115,6 +116,10 @@ void store__maybe_closed(cvx_store_t *st)
 
 void cvx_store_close(cvx_store_t *st, void (*on_closed)(void *arg), void *arg)
 {
+    if (st != NULL && st->remote != NULL) {
+        store__r_close(st, on_closed, arg);
+        return;
+    }
     if (st == NULL || st->closing)
         return;
     st->on_closed = on_closed;
@@ -135,6 +140,8 @@ static void call_mailbox(rjob_t *j)
 
 int cvx_store_mailbox_get(cvx_store_t *st, const char *number, cvx_store_mailbox_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_mailbox_get(st, number, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (!cvx_store_valid_number(number) || cb == NULL)
@@ -160,6 +167,8 @@ static void call_mailboxes(rjob_t *j)
 int cvx_store_mailbox_list(cvx_store_t *st, const char *after, size_t max,
                            cvx_store_mailboxes_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_mailbox_list(st, after, max, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (cb == NULL || max == 0 || max > 10000)
@@ -205,6 +214,8 @@ int cvx_store_mailbox_list(cvx_store_t *st, const char *after, size_t max,
 int cvx_store_mailbox_put(cvx_store_t *st, const cvx_mailbox_t *mb, int mode, cvx_store_done_cb cb,
                           void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_mailbox_put(st, mb, mode, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (mb == NULL || !cvx_store_valid_number(mb->number) ||
@@ -246,11 +257,15 @@ static int simple_op(cvx_store_t *st, wtype_t type, const char *number, cvx_stor
 
 int cvx_store_mailbox_del(cvx_store_t *st, const char *number, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_simple(st, RM_MAILBOX_DEL, number, cb, arg);
     return simple_op(st, W_MB_DEL, number, cb, arg, NULL);
 }
 
 int cvx_store_mailbox_unlock(cvx_store_t *st, const char *number, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_simple(st, RM_UNLOCK, number, cb, arg);
     return simple_op(st, W_UNLOCK, number, cb, arg, NULL);
 }
 
@@ -408,12 +423,16 @@ static int pin_start(cvx_store_t *st, const char *number, const char *pin, int s
 int cvx_store_pin_set(cvx_store_t *st, const char *number, const char *pin, cvx_store_done_cb cb,
                       void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_pin_set(st, number, pin, cb, arg);
     return pin_start(st, number, pin, 1, cb, NULL, arg);
 }
 
 int cvx_store_pin_check(cvx_store_t *st, const char *number, const char *pin, cvx_store_pin_cb cb,
                         void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_pin_check(st, number, pin, cb, arg);
     return pin_start(st, number, pin, 0, NULL, cb, arg);
 }
 
@@ -436,6 +455,8 @@ static cvx_store_stream_t *stream_new(cvx_store_t *st)
 
 int cvx_store_deposit_open(cvx_store_t *st, const cvx_message_t *msg, cvx_store_stream_t **out)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_deposit_open(st, msg, out);
     if (!usable(st))
         return CVX_EUNAVAIL;
     const char *why = NULL;
@@ -464,6 +485,8 @@ int cvx_store_greeting_open(cvx_store_t *st, const char *mailbox, cvx_greeting_t
                             uint8_t codec, uint32_t rate, uint64_t expires_ms, uint32_t flags,
                             cvx_store_stream_t **out)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_greeting_open(st, mailbox, kind, codec, rate, expires_ms, flags, out);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (out == NULL || !cvx_store_valid_number(mailbox) || (unsigned)kind >= CVX_GREETING_COUNT ||
@@ -485,6 +508,8 @@ int cvx_store_greeting_open(cvx_store_t *st, const char *mailbox, cvx_greeting_t
 
 int cvx_store_stream_append(cvx_store_stream_t *s, const void *data, size_t len)
 {
+    if (s != NULL && s->st->remote != NULL)
+        return store__r_append(s, data, len);
     if (s == NULL || s->ending || data == NULL || len == 0 || len > CVX_STORE_CHUNK_MAX)
         return CVX_EINVAL;
     cvx_store_t *st = s->st;
@@ -508,6 +533,8 @@ int cvx_store_stream_append(cvx_store_stream_t *s, const void *data, size_t len)
 int cvx_store_stream_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_store_commit_cb cb,
                             void *arg)
 {
+    if (s != NULL && s->st->remote != NULL)
+        return store__r_commit(s, duration_ms, cb, arg);
     if (s == NULL || s->ending)
         return CVX_EINVAL;
     wop_t *op = store__wop_new(s->st, W_COMMIT, 0);
@@ -525,6 +552,10 @@ int cvx_store_stream_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_sto
 
 void cvx_store_stream_abort(cvx_store_stream_t *s)
 {
+    if (s != NULL && s->st->remote != NULL) {
+        store__r_abort(s);
+        return;
+    }
     if (s == NULL || s->ending)
         return;
     s->ending = 1;
@@ -548,6 +579,8 @@ static void call_list(rjob_t *j)
 int cvx_store_message_list(cvx_store_t *st, const char *mailbox, int folder, cvx_store_list_cb cb,
                            void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_msg_list(st, mailbox, folder, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (!cvx_store_valid_number(mailbox) || cb == NULL ||
@@ -616,6 +649,8 @@ static void call_message(rjob_t *j)
 
 int cvx_store_message_get(cvx_store_t *st, const char *id, cvx_store_message_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_msg_get(st, id, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (!cvx_store_valid_id(id) || cb == NULL)
@@ -656,6 +691,8 @@ static int id_op(cvx_store_t *st, wtype_t type, const char *id, cvx_store_done_c
 int cvx_store_message_move(cvx_store_t *st, const char *id, cvx_folder_t folder,
                            cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_msg_id_op(st, RM_MSG_MOVE, id, (int)folder, cb, arg);
     if ((unsigned)folder > CVX_FOLDER_DELETED)
         return CVX_EINVAL;
     wop_t *op;
@@ -669,6 +706,8 @@ int cvx_store_message_move(cvx_store_t *st, const char *id, cvx_folder_t folder,
 
 int cvx_store_message_purge(cvx_store_t *st, const char *id, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_msg_id_op(st, RM_MSG_PURGE, id, 0, cb, arg);
     wop_t *op;
     int rc = id_op(st, W_PURGE, id, cb, arg, &op);
     if (rc == 0)
@@ -679,6 +718,8 @@ int cvx_store_message_purge(cvx_store_t *st, const char *id, cvx_store_done_cb c
 int cvx_store_message_copy(cvx_store_t *st, const char *id, const char *new_id, const char *mailbox,
                            cvx_store_commit_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_msg_copy(st, id, new_id, mailbox, cb, arg);
     if (!cvx_store_valid_id(new_id) || !cvx_store_valid_number(mailbox))
         return CVX_EINVAL;
     wop_t *op;
@@ -696,6 +737,8 @@ int cvx_store_message_copy(cvx_store_t *st, const char *id, const char *new_id, 
 int cvx_store_greeting_del(cvx_store_t *st, const char *mailbox, cvx_greeting_t kind,
                            cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_greeting_del(st, mailbox, kind, cb, arg);
     if ((unsigned)kind >= CVX_GREETING_COUNT)
         return CVX_EINVAL;
     wop_t *op;
@@ -717,6 +760,8 @@ static void call_dir(rjob_t *j)
 int cvx_store_dir_search(cvx_store_t *st, const char *digits, size_t max, cvx_store_dir_cb cb,
                          void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_dir_search(st, digits, max, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     size_t dn = digits ? strlen(digits) : 0;
@@ -774,6 +819,8 @@ static void call_mwi(rjob_t *j)
 
 int cvx_store_mwi_get(cvx_store_t *st, const char *mailbox, cvx_store_mwi_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_mwi_get(st, mailbox, cb, arg);
     if (!usable(st))
         return CVX_EUNAVAIL;
     if (!cvx_store_valid_number(mailbox) || cb == NULL)
@@ -799,6 +846,8 @@ int cvx_store_mwi_get(cvx_store_t *st, const char *mailbox, cvx_store_mwi_cb cb,
 int cvx_store_mwi_report(cvx_store_t *st, const char *mailbox, uint64_t gen, int lamp, int ok,
                          cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_mwi_report(st, mailbox, gen, lamp, ok, cb, arg);
     wop_t *op;
     int rc = simple_op(st, W_MWI_REPORT, mailbox, cb, arg, &op);
     if (rc == 0) {
@@ -812,6 +861,10 @@ int cvx_store_mwi_report(cvx_store_t *st, const char *mailbox, uint64_t gen, int
 
 void cvx_store_mwi_watch(cvx_store_t *st, cvx_store_mwi_watch_fn fn, void *arg)
 {
+    if (st != NULL && st->remote != NULL) {
+        store__r_mwi_watch(st, fn, arg);
+        return;
+    }
     st->mwi_fn = fn;
     st->mwi_arg = arg;
 }

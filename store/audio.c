@@ -180,6 +180,8 @@ static void open_after(uv_work_t *req, int uvstatus)
 int cvx_store_audio_open(cvx_store_t *st, const cvx_audio_ref_t *ref, cvx_store_audio_cb cb,
                          void *arg, cvx_store_reader_t **out)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_audio_open(st, ref, cb, arg, out);
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (ref == NULL || cb == NULL || out == NULL ||
@@ -314,6 +316,8 @@ static void deliver_post(cvx_store_reader_t *r)
 
 int cvx_store_audio_next(cvx_store_reader_t *r, cvx_store_chunk_cb cb, void *arg)
 {
+    if (r != NULL && r->st->remote != NULL)
+        return store__r_audio_next(r, cb, arg);
     if (r == NULL || cb == NULL || r->closed)
         return CVX_EINVAL;
     if (!r->opened)
@@ -329,6 +333,10 @@ int cvx_store_audio_next(cvx_store_reader_t *r, cvx_store_chunk_cb cb, void *arg
 
 void cvx_store_audio_close(cvx_store_reader_t *r)
 {
+    if (r != NULL && r->st->remote != NULL) {
+        store__r_audio_close(r);
+        return;
+    }
     if (r == NULL || r->closed)
         return;
     r->closed = 1;
@@ -422,6 +430,8 @@ static void export_after(uv_work_t *req, int uvstatus)
 int cvx_store_message_export(cvx_store_t *st, const char *id, const char *path,
                              cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* the system server's shell exports */
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (!cvx_store_valid_id(id) || path == NULL || path[0] == '\0' || cb == NULL ||

@@ -58,6 +58,9 @@ static int started(cvx_cmd_req_t *req, pend_t *p, int rc)
         return CVX_CMD_PENDING;
     if (rc == CVX_EINVAL)
         cvx_cmd_error(req, "invalid argument");
+    else if (rc == CVX_ENOTSUP && cvx_store_default() != NULL && cvx_store_default()->remote)
+        cvx_cmd_error(req, "the message store is on the system server (this is a call server "
+                           "and reaches it over the link): run this there");
     free(p);
     return rc;
 }
@@ -883,8 +886,8 @@ static void complete_mailbox(cvx_cmd_comp_t *c, const char *prefix, void *arg)
     cvx_store_t *st = cvx_store_default();
     MDB_txn *txn;
     MDB_cursor *cur;
-    if (st == NULL || store__read_begin(st, &txn) != 0)
-        return;
+    if (st == NULL || st->remote != NULL || store__read_begin(st, &txn) != 0)
+        return; /* a call server completes no mailbox numbers */
     if (mdb_cursor_open(txn, st->dbi[DB_MAILBOXES], &cur) == 0) {
         size_t n = strlen(prefix);
         MDB_val k = {n, (void *)prefix}, v;

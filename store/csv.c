@@ -306,6 +306,8 @@ static void hdrfail_run(cvx_async_job_t *job)
 int cvx_store_import_csv(cvx_store_t *st, const char *text, size_t len, cvx_store_line_fn line,
                          cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (text == NULL || cb == NULL)

@@ -17,10 +17,12 @@
 #include "cvx/daemon.h"
 #include "cvx/license.h"
 #include "cvx/log.h"
+#include "remote.h"
 #include "store_impl.h"
 
 typedef struct store_section {
     char *path;
+    char *spool_path;
     long long map_size_mb;
     long long map_max_mb;
     long long batch_max;
@@ -37,6 +39,9 @@ typedef struct store_section {
 static const cvx_option_t store_options[] = {
     {"path", CVX_OPT_STRING, offsetof(store_section_t, path), "", 0, 0, NULL, 0,
      "Directory of the message store (LMDB); empty: 'store' in [general] data_dir."},
+    {"spool_path", CVX_OPT_STRING, offsetof(store_section_t, spool_path), "", 0, 0, NULL, 0,
+     "Role call: directory of the spool (LMDB) that keeps messages while the system server "
+     "cannot be reached; empty: 'spool' in [general] data_dir."},
     {"map_size", CVX_OPT_INT, offsetof(store_section_t, map_size_mb), "1024", 1, 1 << 24, NULL, 0,
      "Initial size of the store's memory map, in MB (a sparse file grows as data arrives)."},
     {"map_max", CVX_OPT_INT, offsetof(store_section_t, map_max_mb), "16384", 1, 1 << 24, NULL, 0,
@@ -141,6 +146,17 @@ static int store_start(uv_loop_t *loop)
 {
     char path[PATH_MAX];
     const cvx_general_conf_t *g = cvx_daemon_general();
+    if (cvx_daemon_role() == CVX_ROLE_CALL) {
+        /* A call server's store is the system server's, over the link. */
+        if (S.spool_path != NULL && S.spool_path[0] != '\0')
+            snprintf(path, sizeof(path), "%s", S.spool_path);
+        else
+            snprintf(path, sizeof(path), "%s/spool", g->data_dir ? g->data_dir : ".");
+        int rc = store__link_remote_open(loop, path, &the_store);
+        if (rc == 0)
+            give_to_user(path);
+        return rc;
+    }
     if (S.path != NULL && S.path[0] != '\0')
         snprintf(path, sizeof(path), "%s", S.path);
     else
@@ -168,6 +184,8 @@ static int store_start(uv_loop_t *loop)
         return rc;
     }
     give_to_user(path);
+    if ((rc = store__link_serve(the_store)) != 0)
+        return rc;
     uv_timer_init(loop, &expire_timer);
     uv_timer_start(&expire_timer, on_expire_timer, 60 * 1000, 3600 * 1000);
     uv_unref((uv_handle_t *)&expire_timer);
@@ -182,12 +200,17 @@ static void store_stop(void)
         timer_on = 0;
     }
     if (the_store != NULL) {
+        if (cvx__store_is_remote(the_store))
+            store__link_remote_close();
+        else
+            store__link_unserve();
         cvx_store_close(the_store, NULL, NULL);
         the_store = NULL;
     }
 }
 
-static const cvx_daemon_hooks_t store_hooks = {"message store", CVX_ROLE_SYSTEM, store_start,
+/* Role call runs the remote store (over the link) with its spool; system and all the local one. */
+static const cvx_daemon_hooks_t store_hooks = {"message store", CVX_ROLE_ALL, store_start,
                                                store_stop, NULL};
 
 int cvx_store_register(void)
@@ -197,5 +220,7 @@ int cvx_store_register(void)
         rc = cvx_daemon_add_hooks(&store_hooks);
     if (rc == 0)
         rc = store__cmds_register();
+    if (rc == 0)
+        rc = store__link_cmds_register();
     return rc;
 }

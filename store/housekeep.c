@@ -161,10 +161,14 @@ static int housekeep(cvx_store_t *st, wtype_t type, uint64_t t, cvx_store_done_c
 
 int cvx_store_expire(cvx_store_t *st, uint64_t older_than_ms, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     return housekeep(st, W_EXPIRE, older_than_ms, cb, arg);
 }
 
 int cvx_store_retain(cvx_store_t *st, uint64_t now_ms, cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return CVX_ENOTSUP; /* administration runs on the system server */
     return housekeep(st, W_RETAIN, now_ms, cb, arg);
 }

@@ -40,6 +40,8 @@ static void setting_deliver(cvx_async_job_t *job)
 
 int cvx_store_setting_get(cvx_store_t *st, const char *key, cvx_store_setting_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_setting_get(st, key, cb, arg);
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (!valid_key(key) || cb == NULL)
@@ -73,6 +75,8 @@ int cvx_store_setting_get(cvx_store_t *st, const char *key, cvx_store_setting_cb
 int cvx_store_setting_put(cvx_store_t *st, const char *key, const void *value, size_t len,
                           cvx_store_done_cb cb, void *arg)
 {
+    if (st != NULL && st->remote != NULL)
+        return store__r_setting_put(st, key, value, len, cb, arg);
     if (st == NULL || st->closing)
         return CVX_EUNAVAIL;
     if (!valid_key(key) || len > CVX_STORE_SETTING_MAX || (len > 0 && value == NULL))

@@ -138,6 +138,14 @@ struct cvx_store {
 
     cvx_store_mwi_watch_fn mwi_fn;
     void *mwi_arg;
+    /* serve.c: told of committed changes to a mailbox's record, greetings or name, and of
+     * MWI changes (beside mwi_fn, which belongs to the process's own lamp sender). */
+    void (*change_fn)(void *arg, const char *number);
+    cvx_store_mwi_watch_fn mwi_link_fn;
+    void *change_arg;
+
+    /* remote.c: set when this is a call server's remote store (nothing above is used). */
+    struct store_rmt *remote;
 
     /* counters (atomic; written by the writer) */
     uint64_t commits, transactions, full_refusals;
@@ -160,6 +168,52 @@ struct cvx_store_stream {
     int ending;           /* loop: commit or abort queued */
     int werr, werr_batch; /* writer only: failed appends (final, in the current attempt) */
 };
+
+/* --- remote.c, rstream.c: the call server's store (remote.h) ----------------------------
+ * Every public function of cvx/store.h starts by handing a remote store's request to these.
+ * A remote stream embeds cvx_store_stream_t (st points to the remote store); a remote reader
+ * starts with a cvx_store_t pointer like struct cvx_store_reader, so r->st tells them apart. */
+typedef struct store_rmt store_rmt_t;
+int store__r_mailbox_get(cvx_store_t *st, const char *number, cvx_store_mailbox_cb cb, void *arg);
+int store__r_mailbox_list(cvx_store_t *st, const char *after, size_t max, cvx_store_mailboxes_cb cb,
+                          void *arg);
+int store__r_mailbox_put(cvx_store_t *st, const cvx_mailbox_t *mb, int mode, cvx_store_done_cb cb,
+                         void *arg);
+int store__r_simple(cvx_store_t *st, int op, const char *number, cvx_store_done_cb cb, void *arg);
+int store__r_pin_set(cvx_store_t *st, const char *number, const char *pin, cvx_store_done_cb cb,
+                     void *arg);
+int store__r_pin_check(cvx_store_t *st, const char *number, const char *pin, cvx_store_pin_cb cb,
+                       void *arg);
+int store__r_deposit_open(cvx_store_t *st, const cvx_message_t *msg, cvx_store_stream_t **out);
+int store__r_greeting_open(cvx_store_t *st, const char *mailbox, cvx_greeting_t kind, uint8_t codec,
+                           uint32_t rate, uint64_t expires_ms, uint32_t flags,
+                           cvx_store_stream_t **out);
+int store__r_append(cvx_store_stream_t *s, const void *data, size_t len);
+int store__r_commit(cvx_store_stream_t *s, uint32_t duration_ms, cvx_store_commit_cb cb, void *arg);
+void store__r_abort(cvx_store_stream_t *s);
+int store__r_msg_list(cvx_store_t *st, const char *mailbox, int folder, cvx_store_list_cb cb,
+                      void *arg);
+int store__r_msg_get(cvx_store_t *st, const char *id, cvx_store_message_cb cb, void *arg);
+int store__r_msg_id_op(cvx_store_t *st, int op, const char *id, int folder, cvx_store_done_cb cb,
+                       void *arg);
+int store__r_msg_copy(cvx_store_t *st, const char *id, const char *new_id, const char *mailbox,
+                      cvx_store_commit_cb cb, void *arg);
+int store__r_greeting_del(cvx_store_t *st, const char *mailbox, cvx_greeting_t kind,
+                          cvx_store_done_cb cb, void *arg);
+int store__r_audio_open(cvx_store_t *st, const cvx_audio_ref_t *ref, cvx_store_audio_cb cb,
+                        void *arg, cvx_store_reader_t **out);
+int store__r_audio_next(cvx_store_reader_t *r, cvx_store_chunk_cb cb, void *arg);
+void store__r_audio_close(cvx_store_reader_t *r);
+int store__r_dir_search(cvx_store_t *st, const char *digits, size_t max, cvx_store_dir_cb cb,
+                        void *arg);
+int store__r_mwi_get(cvx_store_t *st, const char *mailbox, cvx_store_mwi_cb cb, void *arg);
+int store__r_mwi_report(cvx_store_t *st, const char *mailbox, uint64_t gen, int lamp, int ok,
+                        cvx_store_done_cb cb, void *arg);
+void store__r_mwi_watch(cvx_store_t *st, cvx_store_mwi_watch_fn fn, void *arg);
+int store__r_setting_get(cvx_store_t *st, const char *key, cvx_store_setting_cb cb, void *arg);
+int store__r_setting_put(cvx_store_t *st, const char *key, const void *value, size_t len,
+                         cvx_store_done_cb cb, void *arg);
+void store__r_close(cvx_store_t *st, void (*on_closed)(void *arg), void *arg);
 
 /* --- writer.c ---------------------------------------------------------------------------- */
 
@@ -255,6 +309,13 @@ size_t store__idx_key(const char *number, uint64_t received_ms, const char *id, 
 
 /* audio.c: checks a blob's chunks against its SHA-256 (0, CVX_ECORRUPT or CVX_E*). */
 int store__check_blob(cvx_store_t *st, MDB_txn *txn, const uint8_t sha[32], const blobrec_t *b);
+
+/* daemon_link.c: the store over the link in callvoxd. */
+int store__link_serve(cvx_store_t *st);
+void store__link_unserve(void);
+int store__link_remote_open(uv_loop_t *loop, const char *spool_path, cvx_store_t **out);
+void store__link_remote_close(void);
+int store__link_cmds_register(void);
 
 /* cmds.c: registers the shell commands and the mailbox completer (callvoxd only). */
 int store__cmds_register(void);

@@ -126,6 +126,31 @@ static int run_txn(cvx_store_t *st, wop_t *ops, int *full)
     return store__mdb_err(rc);
 }
 
+/* Tells the change watcher (the link's cache invalidation) which mailbox's record, greetings
+ * or name a committed write changed. */
+static void notify_change(cvx_store_t *st, const wop_t *op)
+{
+    const char *number = NULL;
+    switch (op->type) {
+    case W_MB_PUT:
+        number = op->mb->pub.number;
+        break;
+    case W_MB_DEL:
+    case W_GREET_DEL:
+    case W_PIN_SET:
+        number = op->number;
+        break;
+    case W_COMMIT:
+        if (op->stream->is_greeting)
+            number = op->stream->mailbox;
+        break;
+    default:
+        break;
+    }
+    if (number != NULL)
+        st->change_fn(st->change_arg, number);
+}
+
 static void deliver(cvx_async_job_t *job);
 
 static void finish_batch(cvx_store_t *st, wop_t *ops, int commit_status)
@@ -236,6 +261,10 @@ static void deliver(cvx_async_job_t *job)
     }
     if (op->status == 0 && op->mwi_changed && st->mwi_fn != NULL)
         st->mwi_fn(st->mwi_arg, &op->mwi);
+    if (op->status == 0 && op->mwi_changed && st->mwi_link_fn != NULL)
+        st->mwi_link_fn(st->change_arg, &op->mwi);
+    if (op->status == 0 && st->change_fn != NULL)
+        notify_change(st, op);
     if (op->type == W_COMMIT || op->type == W_ABORT) {
         cvx_store_stream_t *s = op->stream;
         if (s->prev != NULL)

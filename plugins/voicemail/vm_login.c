@@ -276,7 +276,7 @@ void vm_login_start(vm_call_t *c, const char *mailbox)
     }
     const char *calling = cvx_chan_info(c->chan)->calling;
     cvx_store_t *st = cvx_store_default();
-    if (st == NULL) {
+    if (st == NULL || !cvx_store_reachable(st)) {
         store_failed(c, CVX_EUNAVAIL);
         return;
     }

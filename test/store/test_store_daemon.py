@@ -48,9 +48,16 @@ def test_store_runs_in_roles_all_and_system_only():
                 assert os.path.exists(os.path.join(store, "data.mdb"))
                 assert "mailboxes:     0" in ok(d, "store stats")
             else:
+                # A call server reaches the system server's store over the link; it keeps a
+                # spool of its own, and administration of the store runs on the system server.
                 assert not os.path.exists(store)
+                d.wait_log(r"message store: remote \(over the link\), spool in %s"
+                           % os.path.join(d.data_dir, "spool"))
                 fails(d, "store stats",
-                      "the message store does not run in this process (role call)")
+                      "the message store is on the system server (this is a call server and "
+                      "reaches it over the link): run this there")
+                assert "0 messages waiting for the system server (link down)" in \
+                    ok(d, "show spool")
             assert d.stop() == 0
             if runs:
                 assert "message store %s closed" % store in d.log()

@@ -253,8 +253,14 @@ int cvx_store_open(uv_loop_t *loop, const cvx_store_conf_t *conf, cvx_store_t **
  */
 void cvx_store_close(cvx_store_t *st, void (*on_closed)(void *arg), void *arg);
 
-/* The store the daemon runs (role system or all), or NULL. */
+/* The store the daemon runs: the local one (role system or all), the system server's over the
+ * link (role call), or NULL. */
 cvx_store_t *cvx_store_default(void);
+
+/* 1 when requests can reach st now: the local store unless it is closing; a call server's
+ * remote store while its link to the system server is up.  A hint for call flows (whether to
+ * start a conversation that needs the store); a request may still fail with CVX_EUNAVAIL. */
+int cvx_store_reachable(const cvx_store_t *st);
 
 /* Registers the [store] section and the daemon hooks; callvoxd's main calls it. */
 int cvx_store_register(void);
