@@ -123,12 +123,13 @@ void store__rmt_send(store_rmt_t *rm, int op, const Cvxstore__Request *rq)
     store__rmt_call(rm, op, rq, NULL, NULL);
 }
 
+/* 1 for errors worth a retry later (the message is spooled, or stays in the spool): the link,
+ * a busy system server, and CVX_EPERM (its licence refuses new messages until proven). */
 int store__rmt_transient(int status)
 {
     switch (status) {
     case CVX_ENOTFOUND: /* no such mailbox */
     case CVX_EINVAL:
-    case CVX_EPERM:
     case CVX_ELIMIT:
     case CVX_EFULL:
     case CVX_EEXIST:

@@ -11,7 +11,9 @@
  * forwarder sends it later.  A commit that times out may have reached the system server
  * anyway: the forwarder's copy then reports "duplicate" there (ids are idempotent), so the
  * message exists once.  Refusals that are the system server's answer (no such mailbox,
- * quota, store full) are reported to the caller as they are.
+ * quota, store full) are reported to the caller as they are; a refusal of new messages for
+ * its licence (CVX_EPERM: the proof failed) spools the message, which is forwarded once the
+ * licence is proven.
  *
  * Greetings are recorded by subscribers, who are told when the system server is away: a
  * greeting stream needs the link and is not spooled.
@@ -125,12 +127,6 @@ int store__r_deposit_open(cvx_store_t *st, const cvx_message_t *msg, cvx_store_s
     store_rmt_t *rm = store__rmt(st);
     if (rm->closing)
         return CVX_EUNAVAIL;
-    const char *why = NULL;
-    if (!cvx_license_accepting_messages(&why)) {
-        cvx_warn("a new message for mailbox %.32s refused: %s", msg != NULL ? msg->mailbox : "?",
-                 why);
-        return CVX_EPERM;
-    }
     if (msg == NULL || out == NULL || !cvx_store_valid_id(msg->id) ||
         !cvx_store_valid_number(msg->mailbox) || msg->codec > CVX_CODEC_ALAW || msg->rate == 0)
         return CVX_EINVAL;
@@ -141,6 +137,15 @@ int store__r_deposit_open(cvx_store_t *st, const cvx_message_t *msg, cvx_store_s
     rs->base.msg.id[CVX_STORE_ID_MAX - 1] = '\0';
     if (rs->base.msg.received_ms == 0)
         rs->base.msg.received_ms = store__now_ms();
+    /* The system server refuses new messages (its licence is not proven): callers are still
+     * served, and the message waits in the spool until it accepts them again (issue 12). */
+    const char *why = NULL;
+    if (!cvx_license_accepting_messages(&why)) {
+        lost_remote(rs, CVX_EPERM);
+        cvx_warn("store: the system server refuses new messages (%s): message %s for mailbox "
+                 "%s goes to the spool",
+                 why, rs->base.msg.id, rs->base.msg.mailbox);
+    }
     Cvxstore__Request rq = CVXSTORE__REQUEST__INIT;
     Cvxstore__Message pm;
     store__pb_from_message(&pm, &rs->base.msg);

@@ -12,27 +12,11 @@ import subprocess
 import tempfile
 
 from cvxtest import shell as x, BUILD, CALLVOXD, Daemon, free_port, main, wait_for
+from lictest import DEV_SECRET, DONGLE_SECRET, KEYS, OTHER_PUB, OTHER_SECRET, TOOL, key_hash, \
+    sim_file, tool, write_license
 
-TOOL = os.path.join(BUILD, "bin", "callvox-license")
-KEYS = os.environ["CVX_LIC_KEYS"]
-DEV_SECRET = os.path.join(KEYS, "dev-key.secret")
-OTHER_SECRET = os.path.join(KEYS, "other-key.secret")
-OTHER_PUB = os.path.join(KEYS, "other-key.pub")
 MODULES = os.path.join(BUILD, "lib", "callvox", "modules")
 FEATURE_MODULES = os.environ["CVX_LIC_TEST_MODULES"]
-DONGLE_SECRET = "dongle-secret-0001"
-
-
-def tool(*args, check=True):
-    p = subprocess.run([TOOL] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if check:
-        assert p.returncode == 0, "callvox-license %s: %d %s" % (args, p.returncode, p.stderr)
-    return p.returncode, p.stdout.decode(), p.stderr.decode()
-
-
-def key_hash(secret):
-    return tool("hash", secret)[1].strip()
 
 
 def key_id(pub):
@@ -42,22 +26,6 @@ def key_id(pub):
     with open(pub) as f:
         b64 = [l.strip() for l in f if l.strip() and not l.startswith("#")][0]
     return hashlib.sha256(base64.b64decode(b64)).hexdigest()[:16]
-
-
-def write_license(dir_, name="lic.lic", secret=DEV_SECRET, serial="T-0001", ports=2,
-                  mailboxes=3, features="fax", expires="never", issued="2026-01-01",
-                  hashes=None):
-    hashes = hashes or [key_hash(DONGLE_SECRET)]
-    text = ("# test licence\nformat = 1\nserial = %s\ncustomer = Test Customer\nissued = %s\n"
-            "expires = %s\nports = %d\nmailboxes = %d\nfeatures = %s\n"
-            % (serial, issued, expires, ports, mailboxes, features))
-    text += "".join("key_hash = %s\n" % h for h in hashes)
-    src = os.path.join(dir_, name + ".txt")
-    with open(src, "w") as f:
-        f.write(text)
-    out = os.path.join(dir_, name)
-    tool("sign", "-k", secret, "-o", out, src)
-    return out
 
 
 def module_dir(dir_, names):
@@ -232,13 +200,6 @@ def test_licence_without_provider_refused():
 
 
 # --- the USB dongle ---------------------------------------------------------------------
-
-
-def sim_file(dir_, content):
-    p = os.path.join(dir_, "dongle")
-    with open(p, "w") as f:
-        f.write(content + "\n")
-    return p
 
 
 def test_dongle_present_then_removed_after_boot():

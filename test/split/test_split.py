@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 from cvxtest import SRC, Daemon, free_port, main, wait_for
+from lictest import DONGLE_SECRET, sim_file, write_license
 from vmtest import SHELL, TONES, VmDaemon, detect_tones, finish, have_all, read_wav, sipp, \
     write_caller_pcap, write_scenario
 
@@ -37,9 +38,9 @@ def shell(d, command):
         return {"status": "error", "output": p.stdout.decode("utf-8", "replace")}
 
 
-def restart(d, starts):
+def restart(d, starts, env=None):
     """Starts d again; starts is how many times it has started before (its log is kept)."""
-    d.start(wait=False)
+    d.start(wait=False, extra_env=env)
     d.wait_log(r"callvoxd \S+ started", timeout=60, count=starts + 1)
 
 
@@ -52,15 +53,16 @@ def ok(d, command):
 class Cluster:
     """A CA, a system server and two call servers (not started)."""
 
-    def __init__(self, log_level="info"):
+    def __init__(self, log_level="info", sys_extra=""):
         self.tmp = tempfile.mkdtemp(prefix="cvx-split-")
         self.pki = os.path.join(self.tmp, "pki")
         for args in (["init", self.pki], ["issue", self.pki, "sys"], ["issue", self.pki, "cs1"],
                      ["issue", self.pki, "cs2"]):
             subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
         self.port = free_port(kind=1)  # SOCK_STREAM
-        self.sys = Daemon(self.link_conf("sys", listen=True) + "[log]\nlevel = %s\n" % log_level,
-                          role="system", name="sys")
+        self.sys = Daemon(self.link_conf("sys", listen=True) + "[log]\nlevel = %s\n" % log_level +
+                          sys_extra, role="system", name="sys")
+        self.sys_env = None
         self.cs = [VmDaemon(role="call", vm_extra="\n" + self.link_conf(n), log_level=log_level)
                    for n in ("cs1", "cs2")]
 
@@ -72,7 +74,7 @@ class Cluster:
                 % (where, self.pki, self.pki, name, self.pki, name, name))
 
     def start(self):
-        self.sys.start()
+        self.sys.start(extra_env=self.sys_env)
         for c in self.cs:
             c.start()
             c.wait_log(r"voicemail: \d+ prompts loaded", timeout=60)
@@ -207,12 +209,52 @@ def test_call_server_killed_mid_forward():
         cl.close()
 
 
+def test_deposits_spooled_while_the_licence_is_not_proven():
+    """Issue 12: a system server whose licence proof fails refuses new messages; the call
+    servers keep answering, raise an alarm and spool the messages, which arrive once the
+    system server is restarted with its dongle."""
+    tmp = tempfile.mkdtemp(prefix="cvx-split-lic-")
+    lic = write_license(tmp, ports=20, mailboxes=10)
+    sim = sim_file(tmp, "absent")
+    cl = Cluster(sys_extra="[license]\nfile = %s\nprovider = usb\n" % lic)
+    cl.sys_env = {"CVX_LICENSE_USB_SIM": sim}
+    try:
+        cl.start()
+        cl.sys.wait_log(r"licence T-0001 not proven by usb: no dongle found")
+        ok(cl.sys, "mailbox add 3100 Dana Example")
+        cs = cl.cs[0]
+        cs.wait_log(r"licence alarm: the system server refuses new messages", timeout=30)
+        rc, out = deposit(cs, "3100", 2)
+        assert rc == 0, out  # the callers were answered and left their messages
+        assert len(spool(cs)) == 2
+        assert messages(cl.sys, "3100") == []
+        cs.wait_log(r"store: the system server refuses new messages \(licence T-0001 not "
+                    r"proven by usb: no dongle found")
+        # The dongle is back; the proof is made at boot: restart the system server.
+        sim_file(tmp, "secret " + DONGLE_SECRET)
+        assert cl.sys.stop() == 0
+        restart(cl.sys, 1, env=cl.sys_env)
+        cl.sys.wait_log(r"proven by usb")
+        wait_for(lambda: spool(cs) == [], 60, "the spool to empty")
+        msgs = messages(cl.sys, "3100")
+        assert len(msgs) == 2 and len(set(m["id"] for m in msgs)) == 2, msgs
+        check_audio(cl.sys, msgs)
+        cs.wait_log(r"licence: the system server accepts new messages again", timeout=30)
+        for c in cl.cs:
+            assert c.stop() == 0
+        assert cl.sys.stop() == 0
+    finally:
+        cl.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if not have_all() or not os.path.exists(CA_TOOL):
         print("SKIP: needs sip.so, voicemail.so, sipp, the prompt set and tools/ca/callvox-ca")
         sys.exit(77)
     try:
-        main([test_system_server_killed_during_deposits, test_call_server_killed_mid_forward])
+        main([test_system_server_killed_during_deposits, test_call_server_killed_mid_forward,
+              test_deposits_spooled_while_the_licence_is_not_proven])
     finally:
         for path in SCENARIO[0] if SCENARIO else ():
             os.unlink(path)
