@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "cvx/app.h"
+#include "cvx/daemon.h"
 #include "cvx/error.h"
+#include "cvx/license.h"
+#include "cvx/log.h"
 #include "cvx/module.h"
 #include "chan_impl.h"
 
@@ -14,7 +17,24 @@ typedef struct app {
     char *name;
     const cvx_app_ops_t *ops;
     void *arg;
+    uint64_t unlicensed_logged_ms; /* the last "not licensed" line (one a minute) */
 } app_t;
+
+/* On a call server, applications of features the system server's licence does not cover
+ * are loaded (the licence arrives after the modules) but offered no call. */
+static int unlicensed(app_t *a, cvx_chan_t *chan)
+{
+    char why[200];
+    if (!cvx__license_denies_module(a->name, why, sizeof(why)))
+        return 0;
+    uint64_t now = uv_now(cvx_daemon_loop());
+    if (a->unlicensed_logged_ms == 0 || now - a->unlicensed_logged_ms >= 60000) {
+        a->unlicensed_logged_ms = now;
+        cvx_log_ctx_t ctx = cvx_chan_log_ctx(chan, "routing a new call");
+        cvx_log_ctx(CVX_LOG_WARN, &ctx, "%s: %s; calls are not offered to it", a->name, why);
+    }
+    return 1;
+}
 
 static app_t *apps;
 
@@ -54,6 +74,8 @@ int cvx_app_route(cvx_chan_t *chan, const char *route)
 {
     for (app_t *a = apps; a != NULL; a = a->next) {
         if (route != NULL && strcmp(a->name, route) != 0)
+            continue;
+        if (unlicensed(a, chan))
             continue;
         int (*op)(cvx_chan_t *, void *) = CVX_OP(a->ops, incoming);
         if (op == NULL)

@@ -191,12 +191,21 @@ int cvx__license_denies_module(const char *name, char *reason, size_t size)
                  {"fax", CVX_LIC_FAX},
                  {"web", CVX_LIC_WEB},
                  {"replication", CVX_LIC_HA}};
-    /* Call servers learn the licence from their system server (not built yet). */
-    if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM))
-        return 0;
     for (size_t i = 0; i < sizeof(gated) / sizeof(gated[0]); i++) {
         if (strcmp(gated[i].module, name) != 0)
             continue;
+        if (!(cvx_daemon_role() & CVX_ROLE_SYSTEM)) {
+            /* Call servers learn the licence from their system server, after their modules
+             * have loaded: until then a feature is allowed; afterwards the applications the
+             * licence does not cover are not offered calls (cvx_app_route). */
+            unsigned f;
+            const char *serial = "";
+            if (!cvx__license_grant_features(&f, &serial) || (f & gated[i].feature))
+                return 0;
+            snprintf(reason, size, "feature '%s' is not licensed (the system server's licence %s)",
+                     cvx_license_feature_names[__builtin_ctz(gated[i].feature)], serial);
+            return 1;
+        }
         if (ensure_loaded() != 0) {
             snprintf(reason, size, "not loaded: the licence file was refused");
             return 1;
@@ -262,6 +271,11 @@ uint32_t cvx_license_max_mailboxes(void)
 int cvx__license_ports_enforced(void)
 {
     return L.loaded && L.state != LIC_UNCHECKED && (cvx_daemon_role() & CVX_ROLE_SYSTEM);
+}
+
+unsigned cvx__license_features(void)
+{
+    return L.state == LIC_DEMO || !L.loaded ? CVX_LIC_ALL_FEATURES : L.lic.features;
 }
 
 const char *cvx__license_state_name(void)

@@ -21,6 +21,8 @@ const char *cvx__license_state_name(void);
 uint32_t cvx__license_demo_ports(void);
 /* Calls in progress in this process. */
 unsigned cvx__license_local_calls(void);
+/* The licence's features (CVX_LIC_*; every one in demo mode). */
+unsigned cvx__license_features(void);
 
 /* --- license_ports.c ------------------------------------------------------------------- */
 
@@ -39,6 +41,9 @@ void cvx__license_calls_changed(unsigned ncalls);
 void cvx__license_state_changed(void);
 /* Call side: what the system server last said of the licence. */
 int cvx__license_remote_accepting(const char **why);
+/* Call side: 1 and the features of the system server's licence once it told them, else 0;
+ * serial gets the licence's serial. */
+int cvx__license_grant_features(unsigned *features, const char **serial);
 /* Call side: the lines of "show license". */
 void cvx__license_ports_describe(cvx_cmd_req_t *req, unsigned ncalls, uint64_t refused,
                                  uint64_t peak);

@@ -39,6 +39,7 @@ typedef struct peer {
     uint32_t calls;
     uint32_t granted; /* last grant sent */
     int sent, unlimited_sent, accepting_sent;
+    unsigned features_sent;
 } peer_t;
 
 static struct {
@@ -54,6 +55,8 @@ static struct {
     char why[512];
     char state[32];
     uint32_t licensed;
+    unsigned features;
+    char serial[64];
     int link_up;
 } P = {.accepting = 1};
 
@@ -93,7 +96,7 @@ static void send_grants(int force)
         uint32_t others = total - p->calls;
         uint32_t grant = limit > others ? limit - others : 0;
         if (!force && p->sent && p->granted == grant && p->unlimited_sent == unlimited &&
-            p->accepting_sent == accepting)
+            p->accepting_sent == accepting && p->features_sent == cvx__license_features())
             continue;
         Cvxlink__LicenseGrant g = CVXLINK__LICENSE_GRANT__INIT;
         g.ports = grant;
@@ -102,6 +105,9 @@ static void send_grants(int force)
         g.why = (char *)(why ? why : "");
         g.state = (char *)cvx__license_state_name();
         g.licensed = limit;
+        g.features = cvx__license_features();
+        const cvx_license_t *lic = cvx_license_current();
+        g.serial = (char *)(lic != NULL ? lic->serial : "");
         uint8_t buf[768];
         size_t len = cvxlink__license_grant__get_packed_size(&g);
         if (len > sizeof(buf))
@@ -112,6 +118,7 @@ static void send_grants(int force)
             p->granted = grant;
             p->unlimited_sent = unlimited;
             p->accepting_sent = accepting;
+            p->features_sent = g.features;
         }
     }
 }
@@ -184,6 +191,8 @@ static void on_grant(void *arg, uint32_t method, const uint8_t *body, size_t len
     snprintf(P.why, sizeof(P.why), "%s", g->why ? g->why : "");
     snprintf(P.state, sizeof(P.state), "%s", g->state ? g->state : "");
     P.licensed = g->licensed;
+    P.features = g->features;
+    snprintf(P.serial, sizeof(P.serial), "%s", g->serial ? g->serial : "");
     cvxlink__license_grant__free_unpacked(g, NULL);
     if (was_accepting && !P.accepting)
         cvx_warn("licence alarm: the system server refuses new messages (%s); callers are still "
@@ -210,6 +219,16 @@ int cvx__license_grant_admits(unsigned ncalls)
     return ncalls < limit;
 }
 
+int cvx__license_grant_features(unsigned *features, const char **serial)
+{
+    if (!P.granted)
+        return 0;
+    *features = P.features;
+    if (serial != NULL)
+        *serial = P.serial;
+    return 1;
+}
+
 int cvx__license_remote_accepting(const char **why)
 {
     if (why != NULL)
@@ -232,8 +251,12 @@ void cvx__license_ports_describe(cvx_cmd_req_t *req, unsigned ncalls, uint64_t r
     cvx_cmd_kv(req, 20, "link", P.link_up ? "up" : "down");
     cvx_cmd_kv(req, 20, "state",
                P.granted ? P.state : "unknown (no word from the system server yet)");
-    if (P.granted)
+    if (P.granted) {
+        char feats[96];
+        cvx_license_features_format(P.features, feats, sizeof(feats));
+        cvx_cmd_kv(req, 20, "features", feats);
         cvx_cmd_kv_uint(req, 20, "cluster_ports", P.licensed);
+    }
     if (P.granted && P.unlimited)
         cvx_cmd_kv(req, 20, "ports", "not enforced (the proof is pending)");
     else

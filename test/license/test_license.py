@@ -525,6 +525,7 @@ def test_phone_home_denied():
 # --- licensed ports: SIP 503 with Retry-After --------------------------------------------
 
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
+SIP_SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sip", "scenarios")
 SIPP = shutil.which("sipp")
 
 
@@ -653,15 +654,17 @@ CA_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
                        "callvox-ca")
 
 
-def call_server(t, name, pki, sys_port, sip_port):
+def call_server(t, name, pki, sys_port, sip_port, modules=("sip", "echo")):
     wd = os.path.join(t, name)
     os.makedirs(wd)
     conf = ("[link]\nca = %s/ca.pem\ncert = %s/%s.pem\nkey = %s/%s.key\nservers = 127.0.0.1:%d\n"
             "heartbeat_ms = 200\nreconnect_max_ms = 300\n"
-            "[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n[echo]\nnumber = 100\n"
+            "[sip:pbx]\nlisten = 127.0.0.1:%d\ntrusted = 127.0.0.1\n"
             % (pki, pki, name, pki, name, sys_port, sip_port))
+    if "echo" in modules:
+        conf += "[echo]\nnumber = 100\n"
     return Daemon(conf=conf, role="call", name=name, workdir=wd,
-                  general={"module_dir": module_dir(wd, ["sip", "echo"])})
+                  general={"module_dir": module_dir(wd, list(modules))})
 
 
 def calls_of(d):
@@ -783,6 +786,60 @@ def test_call_server_alarm_when_the_system_server_is_not_proven():
             sysd.close()
 
 
+def test_call_server_offers_no_call_to_unlicensed_features():
+    if SIPP is None:
+        print("sipp is not installed: skipped")
+        return
+    with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
+        pki = os.path.join(t, "pki")
+        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"]):
+            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
+        lic = write_license(t, ports=3, features="fax")
+        sys_port = free_port(kind=socket.SOCK_STREAM)
+        sd = os.path.join(t, "sys1")
+        os.makedirs(sd)
+        sysd, env = licensed_daemon(
+            sd, lic, sim=sim_file(t, "secret " + DONGLE_SECRET),
+            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
+                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
+        sysd.role = "system"
+        sip_port = free_port()
+        # The fax stand-in is offered each call and lets it go; nothing else takes calls to
+        # 100 here (echo answers 100 only), so each call ends with 404.
+        cs1 = call_server(t, "cs1", pki, sys_port, sip_port, modules=("sip", "fax"))
+
+        def one_call():
+            sipp_finish(sipp_bg(os.path.join(SIP_SCENARIOS, "uac_refused_404.xml"), sip_port),
+                        "a call on cs1")
+
+        try:
+            sysd.start(extra_env=env)
+            sysd.wait_log(r"proven by usb")
+            cs1.start()
+            cs1.wait_log(r"feature module fax: loaded")
+            wait_for(lambda: show_license(cs1).get("features") == "fax", 20, "the grant")
+            # Licensed: the fax application is offered the call (and leaves it to echo).
+            one_call()
+            cs1.wait_log(r"feature app fax: offered a call to ")
+            # The licence changes to one without fax (a restart of the system server): the
+            # call server keeps the module loaded but offers it no call, and says why.
+            assert sysd.stop() == 0
+            lic = write_license(t, ports=3, features="attendant")
+            sysd.start(wait=False, extra_env=env)
+            sysd.wait_log(r"proven by usb", count=2, timeout=20)
+            offered = len(re.findall(r"feature app fax: offered a call", cs1.log()))
+            wait_for(lambda: show_license(cs1).get("features") == "attendant", 30,
+                     "the new licence's features on cs1")
+            one_call()
+            cs1.wait_log(r"fax: feature 'fax' is not licensed \(the system server's licence "
+                         r"T-0001\); calls are not offered to it")
+            assert len(re.findall(r"feature app fax: offered a call", cs1.log())) == offered
+            assert cs1.stop() == 0
+        finally:
+            cs1.close()
+            sysd.close()
+
+
 if __name__ == "__main__":
     main([test_tool_keygen_sign_verify_print, test_tool_refuses_malformed_input,
           test_demo_mode_without_licence, test_demo_mode_refuses_the_ninth_call_with_503,
@@ -797,4 +854,5 @@ if __name__ == "__main__":
           test_phone_home_garbage_answer, test_phone_home_denied,
           test_licensed_ports_refuse_extra_calls_with_503,
           test_ports_counted_across_call_servers,
-          test_call_server_alarm_when_the_system_server_is_not_proven])
+          test_call_server_alarm_when_the_system_server_is_not_proven,
+          test_call_server_offers_no_call_to_unlicensed_features])
