@@ -654,6 +654,25 @@ CA_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
                        "callvox-ca")
 
 
+def linked_system(t, lic, dongle):
+    """A cluster CA with certificates for sys1, cs1 and cs2, and a system server (sys1, not
+    started) with the licence lic proven by a simulated dongle whose file says dongle, listening
+    for call servers.  Returns (pki, daemon, its environment, its link port)."""
+    pki = os.path.join(t, "pki")
+    for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"],
+                 ["issue", pki, "cs2"]):
+        subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
+    sys_port = free_port(kind=socket.SOCK_STREAM)
+    sd = os.path.join(t, "sys1")
+    os.makedirs(sd)
+    sysd, env = licensed_daemon(
+        sd, lic, sim=sim_file(t, dongle),
+        extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
+              "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
+    sysd.role = "system"
+    return pki, sysd, env, sys_port
+
+
 def call_server(t, name, pki, sys_port, sip_port, modules=("sip", "echo")):
     wd = os.path.join(t, name)
     os.makedirs(wd)
@@ -676,19 +695,8 @@ def test_ports_counted_across_call_servers():
         print("sipp is not installed: skipped")
         return
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
-        pki = os.path.join(t, "pki")
-        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"],
-                     ["issue", pki, "cs2"]):
-            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
-        lic = write_license(t, ports=3)
-        sys_port = free_port(kind=socket.SOCK_STREAM)
-        sd = os.path.join(t, "sys1")
-        os.makedirs(sd)
-        sysd, env = licensed_daemon(
-            sd, lic, sim=sim_file(t, "secret " + DONGLE_SECRET),
-            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
-                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
-        sysd.role = "system"
+        pki, sysd, env, sys_port = linked_system(t, write_license(t, ports=3),
+                                                 "secret " + DONGLE_SECRET)
         ports = {"cs1": free_port(), "cs2": free_port()}
         cs = {n: call_server(t, n, pki, sys_port, ports[n]) for n in ports}
         held = []
@@ -749,18 +757,7 @@ def test_call_server_alarm_when_the_system_server_is_not_proven():
         print("sipp is not installed: skipped")
         return
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
-        pki = os.path.join(t, "pki")
-        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"]):
-            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
-        lic = write_license(t, ports=3)
-        sys_port = free_port(kind=socket.SOCK_STREAM)
-        sd = os.path.join(t, "sys1")
-        os.makedirs(sd)
-        sysd, env = licensed_daemon(
-            sd, lic, sim=sim_file(t, "absent"),
-            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
-                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
-        sysd.role = "system"
+        pki, sysd, env, sys_port = linked_system(t, write_license(t, ports=3), "absent")
         sip_port = free_port()
         cs1 = call_server(t, "cs1", pki, sys_port, sip_port)
         try:
@@ -791,18 +788,8 @@ def test_call_server_offers_no_call_to_unlicensed_features():
         print("sipp is not installed: skipped")
         return
     with tempfile.TemporaryDirectory(prefix="cvx-lic-") as t:
-        pki = os.path.join(t, "pki")
-        for args in (["init", pki], ["issue", pki, "sys1"], ["issue", pki, "cs1"]):
-            subprocess.run([CA_TOOL] + args, check=True, stdout=subprocess.DEVNULL)
-        lic = write_license(t, ports=3, features="fax")
-        sys_port = free_port(kind=socket.SOCK_STREAM)
-        sd = os.path.join(t, "sys1")
-        os.makedirs(sd)
-        sysd, env = licensed_daemon(
-            sd, lic, sim=sim_file(t, "secret " + DONGLE_SECRET),
-            extra="[link]\nca = %s/ca.pem\ncert = %s/sys1.pem\nkey = %s/sys1.key\n"
-                  "listen = 127.0.0.1:%d\n" % (pki, pki, pki, sys_port))
-        sysd.role = "system"
+        pki, sysd, env, sys_port = linked_system(t, write_license(t, ports=3, features="fax"),
+                                                 "secret " + DONGLE_SECRET)
         sip_port = free_port()
         # The fax stand-in is offered each call and lets it go; nothing else takes calls to
         # 100 here (echo answers 100 only), so each call ends with 404.
@@ -824,7 +811,7 @@ def test_call_server_offers_no_call_to_unlicensed_features():
             # The licence changes to one without fax (a restart of the system server): the
             # call server keeps the module loaded but offers it no call, and says why.
             assert sysd.stop() == 0
-            lic = write_license(t, ports=3, features="attendant")
+            write_license(t, ports=3, features="attendant")  # the same file, rewritten
             sysd.start(wait=False, extra_env=env)
             sysd.wait_log(r"proven by usb", count=2, timeout=20)
             offered = len(re.findall(r"feature app fax: offered a call", cs1.log()))
