@@ -132,19 +132,19 @@ static const member_t *member_by_name(const char *name)
 
 /* --- configuration ------------------------------------------------------------------------ */
 
-static int bind_member(void *arg, cvx_conf_section_t *sec, int live, cvx_diag_t *diag)
+static int bind_member(void *arg, cvx_conf_section_t *sec, cvx_diag_t *diag, cvx_diag_t *restart)
 {
     (void)arg;
     member_conf_t m = {0};
     if (cvx_conf_bind(&member_section, sec, &m, diag) != 0)
         return CVX_EINVAL;
     int rc = 0;
-    if (!live) {
+    if (restart != NULL) {
         /* Membership changes at run time are the shell's (cluster operations), not reload's. */
         const member_t *old = member_by_name(sec->name);
         if (old == NULL || old->conf.id != m.id || strcmp(old->conf.raft, m.raft) != 0 ||
             old->conf.role != m.role)
-            cvx_diag_add(diag, "needs a restart: [member:%s]", sec->name);
+            cvx_diag_add(restart, "[member:%s]", sec->name);
         cvx_conf_release(member_options, &m);
         return 0;
     }

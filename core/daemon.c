@@ -174,8 +174,8 @@ int cvx_daemon_add_section(const cvx_section_def_t *def, void *conf)
 }
 
 int cvx_daemon_add_sections(const cvx_section_def_t *def,
-                            int (*each)(void *arg, cvx_conf_section_t *sec, int live,
-                                        cvx_diag_t *diag),
+                            int (*each)(void *arg, cvx_conf_section_t *sec, cvx_diag_t *diag,
+                                        cvx_diag_t *restart),
                             void (*release)(void *arg), void *arg)
 {
     if (!def->repeated || each == NULL)
@@ -259,9 +259,10 @@ static void release_core_conf(cvx_general_conf_t *g, cvx_log_conf_t *l)
     cvx_conf_release(log_options, l);
 }
 
-/* Binds the core's own sections of conf into g, l and the registered core sections. */
+/* Binds the core's own sections of conf into g, l and the registered core sections.  restart
+ * is NULL at start; on reload it collects what repeated sections say needs a restart. */
 static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l, void **extra,
-                     int live, cvx_diag_t *diag)
+                     cvx_diag_t *restart, cvx_diag_t *diag)
 {
     int rc = 0;
     if (cvx_conf_bind(&cvx_general_section, cvx_conf_find(conf, "general", NULL), g, diag))
@@ -274,7 +275,7 @@ static int bind_core(cvx_conf_t *conf, cvx_general_conf_t *g, cvx_log_conf_t *l,
             /* One bind per "[kind:name]", into storage the owner gives for each. */
             for (cvx_conf_section_t *s = conf->sections; s != NULL; s = s->next)
                 if (s->name != NULL && strcmp(s->kind, def->kind) == 0 &&
-                    D.sections[i].each(D.sections[i].each_arg, s, live, diag) != 0)
+                    D.sections[i].each(D.sections[i].each_arg, s, diag, restart) != 0)
                     rc = CVX_EINVAL;
             continue;
         }
@@ -406,15 +407,7 @@ int cvx_daemon_reload(cvx_diag_t *report)
             extra[i] = calloc(1, D.sections[i].def->conf_size);
     cvx_diag_t later = {0}; /* what repeated sections say needs a restart */
     if (rc == 0)
-        rc = bind_core(conf, &g, &l, extra, 0, &diag);
-    for (size_t i = 0; i < diag.n; i++)
-        if (strncmp(diag.msgs[i], "needs a restart: ", 17) == 0) {
-            cvx_diag_add(&later, "%s", diag.msgs[i] + 17);
-            free(diag.msgs[i]);
-            memmove(&diag.msgs[i], &diag.msgs[i + 1], (diag.n - i - 1) * sizeof(diag.msgs[0]));
-            diag.n--;
-            i--;
-        }
+        rc = bind_core(conf, &g, &l, extra, &later, &diag);
     if (rc != 0 || diag.n > 0) {
         for (size_t i = 0; i < diag.n; i++)
             cvx_diag_add(report, "error: %s", diag.msgs[i]);
@@ -640,7 +633,7 @@ static int configure(cvx_diag_t *diag)
     void *extra[MAX_CORE_SECTIONS];
     for (unsigned i = 0; i < D.nsections; i++)
         extra[i] = D.sections[i].conf;
-    bind_core(D.conf, &D.general, &D.log, extra, 1, diag);
+    bind_core(D.conf, &D.general, &D.log, extra, NULL, diag);
     if (!D.role_forced)
         D.role = D.general.role == 0   ? CVX_ROLE_CALL
                  : D.general.role == 1 ? CVX_ROLE_SYSTEM

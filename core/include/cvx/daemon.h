@@ -74,18 +74,18 @@ typedef struct cvx_conf_section cvx_conf_section_t;
 typedef struct cvx_core_section {
     const cvx_section_def_t *def;
     void *conf; /* the struct the section fills (def->conf_size bytes); NULL when repeated */
-    /* repeated sections: called for every "[kind:name]"; live = 1 at start (bind and keep),
-     * 0 on reload (bind into a scratch struct to check, and report a change as needing a
-     * restart in diag as "needs a restart: ..."; errors as usual).  Returns 0 or CVX_E*. */
-    int (*each)(void *arg, cvx_conf_section_t *sec, int live, cvx_diag_t *diag);
+    /* repeated sections: called for every "[kind:name]".  At start restart is NULL: bind and
+     * keep.  On reload, bind into a scratch struct to check, and add a line naming each change
+     * to restart (it needs a restart); errors go to diag as usual.  Returns 0 or CVX_E*. */
+    int (*each)(void *arg, cvx_conf_section_t *sec, cvx_diag_t *diag, cvx_diag_t *restart);
     void (*release)(void *arg); /* frees what each kept, at the end */
     void *each_arg;
 } cvx_core_section_t;
 int cvx_daemon_add_section(const cvx_section_def_t *def, void *conf);
 /* Registers a repeated section kind the core reads ("[member:NAME]"); def->repeated = 1. */
 int cvx_daemon_add_sections(const cvx_section_def_t *def,
-                            int (*each)(void *arg, cvx_conf_section_t *sec, int live,
-                                        cvx_diag_t *diag),
+                            int (*each)(void *arg, cvx_conf_section_t *sec, cvx_diag_t *diag,
+                                        cvx_diag_t *restart),
                             void (*release)(void *arg), void *arg);
 void cvx_daemon_foreach_section(int (*fn)(const cvx_core_section_t *s, void *arg), void *arg);
 
