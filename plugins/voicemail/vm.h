@@ -107,6 +107,9 @@ cvx_audio_t *vm_prompt(const char *name);
 /* 1 when every prompt is loaded. */
 int vm_prompts_ready(void);
 
+/* The rate of everything voicemail records and plays (8 kHz linear frames). */
+#define VM_RATE 8000
+
 /* Barge-in by any key (the media core matches barge-in digits one by one). */
 #define VM_ANY_DIGIT "0123456789*#"
 
@@ -194,6 +197,11 @@ void vm_hangup(vm_call_t *c);
 /* Waits up to timeout_ms for one key, then calls done; hangs up when the media core cannot
  * start collecting.  The menus of the conversation all take their choice this way. */
 void vm_collect_key(vm_call_t *c, unsigned timeout_ms, cvx_media_done_fn done);
+/* The same for a mailbox number ended by # (6 s for the first digit, 4 s between digits). */
+void vm_collect_number(vm_call_t *c, cvx_media_done_fn done);
+/* Appends a recorded frame (8 kHz linear) to c->rec, growing it; CVX_ENOTSUP for another
+ * format, CVX_ENOMEM. */
+int vm_rec_append(vm_call_t *c, const cvx_frame_t *f);
 
 /* Reads a recording from the store and decodes it; fetched(c, 0, audio) with audio
  * referenced for the callee, or an error.  Not called when the call hangs up meanwhile. */

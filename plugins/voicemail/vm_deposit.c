@@ -26,7 +26,6 @@
 #include "cvx/log.h"
 #include "vm.h"
 
-#define VM_RATE        8000
 #define APPEND_SAMPLES 8000 /* one second per append */
 
 /* Copies src into dst of size bytes, cut to fit. */
@@ -307,20 +306,9 @@ static int flush(vm_call_t *c, int all)
 static int sink_write(void *arg, const cvx_frame_t *f)
 {
     vm_call_t *c = arg;
-    if (f->codec != CVX_CODEC_L16 || f->rate != VM_RATE)
-        return CVX_ENOTSUP;
-    if (c->rec_n + f->samples > c->rec_cap) {
-        size_t cap = c->rec_cap ? c->rec_cap * 2 : VM_RATE * 16;
-        while (cap < c->rec_n + f->samples)
-            cap *= 2;
-        int16_t *p = realloc(c->rec, cap * sizeof(int16_t));
-        if (p == NULL)
-            return CVX_ENOMEM;
-        c->rec = p;
-        c->rec_cap = cap;
-    }
-    memcpy(c->rec + c->rec_n, f->data, (size_t)f->samples * 2);
-    c->rec_n += f->samples;
+    int rc = vm_rec_append(c, f);
+    if (rc != 0)
+        return rc;
     return flush(c, 0);
 }
 

@@ -19,8 +19,6 @@
 #include "cvx/log.h"
 #include "vm.h"
 
-#define VM_RATE 8000
-
 static void fctx(vm_call_t *c, cvx_log_level_t lv, const char *what, int err)
 {
     cvx_log_ctx_t ctx = vm_ctx(c, "forwarding a message");
@@ -59,21 +57,7 @@ static void forwarded(void *arg, int status, const cvx_deposit_result_t *r)
 static int intro_sink(void *arg, const cvx_frame_t *f)
 {
     vm_call_t *c = arg;
-    if (f->codec != CVX_CODEC_L16 || f->rate != VM_RATE)
-        return CVX_ENOTSUP;
-    if (c->rec_n + f->samples > c->rec_cap) {
-        size_t cap = c->rec_cap ? c->rec_cap * 2 : VM_RATE * 16;
-        while (cap < c->rec_n + f->samples)
-            cap *= 2;
-        int16_t *p = realloc(c->rec, cap * sizeof(int16_t));
-        if (p == NULL)
-            return CVX_ENOMEM;
-        c->rec = p;
-        c->rec_cap = cap;
-    }
-    memcpy(c->rec + c->rec_n, f->data, (size_t)f->samples * 2);
-    c->rec_n += f->samples;
-    return 0;
+    return vm_rec_append(c, f);
 }
 
 /* Writes introduction + original as a new message in c->fwd_to. */
@@ -207,13 +191,7 @@ static void ask_target(cvx_media_t *m, const cvx_media_result_t *res, void *arg)
     vm_call_t *c = arg;
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
-    cvx_collect_opts_t co = {0};
-    co.max_digits = CVX_STORE_NUMBER_MAX - 1;
-    co.first_timeout_ms = 6000;
-    co.inter_digit_ms = 4000;
-    co.terminators = "#";
-    if (cvx_media_collect(c->media, &co, target_collected, c) != 0)
-        vm_hangup(c);
+    vm_collect_number(c, target_collected);
 }
 
 void vm_forward_start(vm_call_t *c)

@@ -76,13 +76,7 @@ static void offer_played(cvx_media_t *m, const cvx_media_result_t *res, void *ar
     vm_call_t *c = arg;
     if (res->end == CVX_MEDIA_HANGUP || c->hung_up)
         return;
-    cvx_collect_opts_t co = {0};
-    co.max_digits = CVX_STORE_NUMBER_MAX - 1;
-    co.first_timeout_ms = 6000;
-    co.inter_digit_ms = 4000;
-    co.terminators = "#";
-    if (cvx_media_collect(c->media, &co, offer_collected, c) != 0)
-        vm_hangup(c);
+    vm_collect_number(c, offer_collected);
 }
 
 static void store_failed(vm_call_t *c, int err)

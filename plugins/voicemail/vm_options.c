@@ -25,8 +25,6 @@
 #include "cvx/log.h"
 #include "vm.h"
 
-#define VM_RATE 8000
-
 static void options_menu(vm_call_t *c, vm_list_t *before);
 
 static void octx(vm_call_t *c, cvx_log_level_t lv, const char *what, int err)

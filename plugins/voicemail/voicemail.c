@@ -146,6 +146,36 @@ void vm_collect_key(vm_call_t *c, unsigned timeout_ms, cvx_media_done_fn done)
         vm_hangup(c);
 }
 
+void vm_collect_number(vm_call_t *c, cvx_media_done_fn done)
+{
+    cvx_collect_opts_t co = {0};
+    co.max_digits = CVX_STORE_NUMBER_MAX - 1;
+    co.first_timeout_ms = 6000;
+    co.inter_digit_ms = 4000;
+    co.terminators = "#";
+    if (cvx_media_collect(c->media, &co, done, c) != 0)
+        vm_hangup(c);
+}
+
+int vm_rec_append(vm_call_t *c, const cvx_frame_t *f)
+{
+    if (f->codec != CVX_CODEC_L16 || f->rate != VM_RATE)
+        return CVX_ENOTSUP;
+    if (c->rec_n + f->samples > c->rec_cap) {
+        size_t cap = c->rec_cap ? c->rec_cap * 2 : VM_RATE * 16;
+        while (cap < c->rec_n + f->samples)
+            cap *= 2;
+        int16_t *p = realloc(c->rec, cap * sizeof(int16_t));
+        if (p == NULL)
+            return CVX_ENOMEM;
+        c->rec = p;
+        c->rec_cap = cap;
+    }
+    memcpy(c->rec + c->rec_n, f->data, (size_t)f->samples * 2);
+    c->rec_n += f->samples;
+    return 0;
+}
+
 void vm_play_and_hangup(vm_call_t *c, vm_list_t *l)
 {
     vm_add(l, "tail-silence");
